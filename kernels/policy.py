@@ -1,0 +1,432 @@
+"""Policy kernels: forward pass, per-step sampling, log-probabilities and score functions.
+
+A policy is a flat float64 ``theta`` and an int64 ``sizes`` array
+``[obs_dim, hidden_1, ..., hidden_k, n_out]``; ``k = 0`` is the linear policy.  Layer ``l``
+stores ``W_l`` as ``n_in x n_out`` (row-major, i.e. the transpose of the usual
+``n_out x n_in``) and then ``b_l``.  With that layout the inner loops run over independent
+outputs, which LLVM vectorises without reassociating any sum, so results stay bitwise
+deterministic whichever kernel computes them.  The log-std head appends
+``act_dim`` state-independent log-stds at the end.  Hidden layers use tanh; the last layer
+is affine.
+
+Heads (``head`` argument):
+
+* ``HEAD_SOFTMAX``: categorical softmax over ``n_out`` logits.  The "action" stored for a
+  step is the index, as a float in column 0.
+* ``HEAD_GAUSS_SOFTPLUS``: the paper's head.  ``n_out = 2 * act_dim``; ``mu`` is the first
+  half, ``sigma = softplus(z) + SIGMA_MIN`` the second.
+* ``HEAD_GAUSS_LOGSTD``: ``n_out = act_dim`` means and a state-independent ``log_std``.
+
+For the Gaussian heads the stored "action" is the pre-squash sample ``u``; the action sent
+to the environment is ``center + scale * tanh(u)`` (``squash``) or ``u`` clipped to the
+bounds.  Because tanh is a fixed invertible map, ``grad log pi(a|s) = grad log N(u; mu,
+sigma)`` (ALGORITHMS section 0), so every gradient here is taken on ``u``.
+
+No MPI, gymnasium or configuration in this module: plain arrays in and out.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+HEAD_SOFTMAX = 0
+HEAD_GAUSS_SOFTPLUS = 1
+HEAD_GAUSS_LOGSTD = 2
+
+# Added to softplus so sigma stays positive when softplus underflows; small enough that it
+# never matters for a sensible policy.
+SIGMA_MIN = 1e-6
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def net_out_dim(head: int, act_dim: int) -> int:
+    """Return the width of the network's last layer for a head and action dimension."""
+    if head == HEAD_GAUSS_SOFTPLUS:
+        return 2 * act_dim
+    return act_dim
+
+
+def n_params(sizes: np.ndarray, head: int) -> int:
+    """Return the length of ``theta`` for a layer-size array and head."""
+    n = 0
+    for l in range(len(sizes) - 1):
+        n += int(sizes[l + 1]) * int(sizes[l]) + int(sizes[l + 1])
+    if head == HEAD_GAUSS_LOGSTD:
+        n += int(sizes[-1])
+    return n
+
+
+def act_dim_of(sizes: np.ndarray, head: int) -> int:
+    """Return the width of a stored action row (1 for softmax: the index)."""
+    if head == HEAD_SOFTMAX:
+        return 1
+    if head == HEAD_GAUSS_SOFTPLUS:
+        return int(sizes[-1]) // 2
+    return int(sizes[-1])
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+@njit(cache=True, inline="always")
+def _softplus(z):
+    if z > 30.0:
+        return z
+    return math.log1p(math.exp(z))
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(z):
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def work_size(sizes: np.ndarray) -> int:
+    """Return the scratch length the per-step kernels need: every layer, plus one row."""
+    return int(np.sum(sizes)) + int(np.max(sizes))
+
+
+@njit(cache=True)
+def _forward_row(theta, sizes, x, work):
+    """Forward one observation into ``work`` (length ``work_size(sizes)``).
+
+    ``work[:sum(sizes)]`` holds every layer's output side by side: the input, each hidden
+    layer's tanh output, then the last layer's affine output.  The tail of ``work`` is the
+    accumulator of the layer being computed: a separate buffer lets LLVM keep the sums in
+    registers and vectorise over outputs (measured 2-3x faster than accumulating in place).
+    """
+    L = sizes.shape[0] - 1
+    total = 0
+    for l in range(L + 1):
+        total += sizes[l]
+    act = work[:total]
+    acc = work[total:]
+    n0 = sizes[0]
+    for i in range(n0):
+        act[i] = x[i]
+    p = 0
+    col_in = 0
+    for l in range(L):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        col_out = col_in + n_in
+        pb = p + n_in * n_out
+        W = theta[p:pb].reshape((n_in, n_out))
+        for o in range(n_out):
+            acc[o] = theta[pb + o]
+        for i in range(n_in):
+            xi = act[col_in + i]
+            for o in range(n_out):
+                acc[o] += W[i, o] * xi
+        if l < L - 1:
+            for o in range(n_out):
+                act[col_out + o] = math.tanh(acc[o])
+        else:
+            for o in range(n_out):
+                act[col_out + o] = acc[o]
+        p = pb + n_out
+        col_in = col_out
+
+
+@njit(cache=True)
+def _head_logp(theta, sizes, head, z, a):
+    """Return log pi(a | z) for one step, ``z`` the network output row, ``a`` the stored row."""
+    n_out = sizes[-1]
+    if head == HEAD_SOFTMAX:
+        m = z[0]
+        for k in range(1, n_out):
+            if z[k] > m:
+                m = z[k]
+        s = 0.0
+        for k in range(n_out):
+            s += math.exp(z[k] - m)
+        return z[int(a[0])] - m - math.log(s)
+    lp = 0.0
+    if head == HEAD_GAUSS_SOFTPLUS:
+        k_dim = n_out // 2
+        for j in range(k_dim):
+            sig = _softplus(z[k_dim + j]) + SIGMA_MIN
+            e = (a[j] - z[j]) / sig
+            lp += -0.5 * e * e - math.log(sig) - LOG_SQRT_2PI
+        return lp
+    base = theta.shape[0] - n_out
+    for j in range(n_out):
+        ls = theta[base + j]
+        e = (a[j] - z[j]) * math.exp(-ls)
+        lp += -0.5 * e * e - ls - LOG_SQRT_2PI
+    return lp
+
+
+@njit(cache=True)
+def _head_score(theta, sizes, head, z, a, c, dz, glogstd):
+    """Write ``c * d log pi / d z`` into ``dz``; add ``c * d log pi / d log_std`` to ``glogstd``."""
+    n_out = sizes[-1]
+    if head == HEAD_SOFTMAX:
+        m = z[0]
+        for k in range(1, n_out):
+            if z[k] > m:
+                m = z[k]
+        s = 0.0
+        for k in range(n_out):
+            dz[k] = math.exp(z[k] - m)
+            s += dz[k]
+        ai = int(a[0])
+        for k in range(n_out):
+            dz[k] = -c * dz[k] / s
+        dz[ai] += c
+    elif head == HEAD_GAUSS_SOFTPLUS:
+        k_dim = n_out // 2
+        for j in range(k_dim):
+            zs = z[k_dim + j]
+            sig = _softplus(zs) + SIGMA_MIN
+            diff = a[j] - z[j]
+            inv = 1.0 / sig
+            dz[j] = c * diff * inv * inv
+            dsig = diff * diff * inv * inv * inv - inv
+            dz[k_dim + j] = c * dsig * _sigmoid(zs)
+    else:
+        base = theta.shape[0] - n_out
+        for j in range(n_out):
+            ls = theta[base + j]
+            inv = math.exp(-ls)
+            diff = a[j] - z[j]
+            dz[j] = c * diff * inv * inv
+            glogstd[j] += c * (diff * diff * inv * inv - 1.0)
+
+
+@njit(cache=True)
+def _backward_row(theta, sizes, act, dz, delta, out):
+    """Add the gradient of ``dz . z(theta)`` to ``out``; ``delta`` is scratch like ``act``."""
+    L = sizes.shape[0] - 1
+    total = 0
+    for l in range(L + 1):
+        total += sizes[l]
+    col_out = total - sizes[L]
+    for o in range(sizes[L]):
+        delta[col_out + o] = dz[o]
+    # parameter offset of the end of the network's weights
+    p_end = 0
+    for l in range(L):
+        p_end += sizes[l + 1] * sizes[l] + sizes[l + 1]
+    for l in range(L - 1, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        col_in = col_out - n_in
+        pb = p_end - n_out
+        pw = pb - n_out * n_in
+        for o in range(n_out):
+            out[pb + o] += delta[col_out + o]
+        for i in range(n_in):
+            hi = act[col_in + i]
+            row = pw + i * n_out
+            for o in range(n_out):
+                out[row + o] += hi * delta[col_out + o]
+        if l > 0:
+            for i in range(n_in):
+                delta[col_in + i] = 0.0
+            for o in range(n_out):
+                dv = delta[col_out + o]
+                for i in range(n_in):
+                    delta[col_in + i] += theta[pw + i * n_out + o] * dv
+            for i in range(n_in):
+                h = act[col_in + i]
+                delta[col_in + i] *= 1.0 - h * h
+        p_end = pw
+        col_out = col_in
+
+
+# --------------------------------------------------------------------------- public kernels
+
+
+@njit(cache=True)
+def act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u_out, a_out):
+    """Return ``log pi`` of the action made from pre-drawn ``noise``; write u and env action.
+
+    ``noise`` is one row of standard normals (Gaussian heads, length act_dim) or one
+    uniform in [0, 1) (softmax, length >= 1).  The sampler draws a whole episode's noise
+    from its Generator in one vectorised call: a Generator crossing into numba costs about
+    7.5 µs per call (measured), far more than the step itself.  ``work`` is scratch of
+    length ``sum(sizes)``.
+    """
+    _forward_row(theta, sizes, obs, work)
+    n_out = sizes[-1]
+    total = work.shape[0] - np.max(sizes)
+    z = work[total - n_out : total]
+    if head == HEAD_SOFTMAX:
+        m = z[0]
+        for k in range(1, n_out):
+            if z[k] > m:
+                m = z[k]
+        s = 0.0
+        for k in range(n_out):
+            s += math.exp(z[k] - m)
+        r = noise[0] * s
+        ai = n_out - 1
+        acc = 0.0
+        for k in range(n_out):
+            acc += math.exp(z[k] - m)
+            if r < acc:
+                ai = k
+                break
+        u_out[0] = ai
+        a_out[0] = ai
+        return z[ai] - m - math.log(s)
+    k_dim = u_out.shape[0]
+    for j in range(k_dim):
+        if head == HEAD_GAUSS_SOFTPLUS:
+            sig = _softplus(z[k_dim + j]) + SIGMA_MIN
+        else:
+            sig = math.exp(theta[theta.shape[0] - n_out + j])
+        u_out[j] = z[j] + sig * noise[j]
+    for j in range(k_dim):
+        if squash:
+            a_out[j] = a_center[j] + a_scale[j] * math.tanh(u_out[j])
+        else:
+            lo = a_center[j] - a_scale[j]
+            hi = a_center[j] + a_scale[j]
+            a_out[j] = min(max(u_out[j], lo), hi)
+    return _head_logp(theta, sizes, head, z, u_out)
+
+
+@njit(cache=True)
+def act(theta, sizes, head, obs, rng, a_center, a_scale, squash, work, u_out, a_out):
+    """Sample one action with ``rng``; return ``log pi``; write the stored row to ``u_out``
+    and the env action to ``a_out``.
+
+    ``rng`` is a ``numpy.random.Generator`` whose state advances (shared with the Python
+    object).  Convenient for one-off calls; the sampler uses :func:`act_noise`.
+    """
+    k_dim = u_out.shape[0]
+    noise = np.empty(k_dim)
+    if head == HEAD_SOFTMAX:
+        noise[0] = rng.random()
+    else:
+        for j in range(k_dim):
+            noise[j] = rng.standard_normal()
+    return act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u_out,
+                     a_out)
+
+
+@njit(cache=True)
+def logp_batch(theta, sizes, head, obs, acts, out):
+    """Write ``log pi_theta(a_t | s_t)`` for every stored step into ``out``; return nothing."""
+    T = obs.shape[0]
+    total = 0
+    for l in range(sizes.shape[0]):
+        total += sizes[l]
+    work = np.empty(total + np.max(sizes))
+    n_out = sizes[-1]
+    for t in range(T):
+        _forward_row(theta, sizes, obs[t], work)
+        out[t] = _head_logp(theta, sizes, head, work[total - n_out :], acts[t])
+
+
+@njit(cache=True)
+def score_sum(theta, sizes, head, obs, acts, coef, out):
+    """Add ``sum_t coef[t] * grad log pi_theta(a_t | s_t)`` to ``out``; return nothing."""
+    T = obs.shape[0]
+    total = 0
+    for l in range(sizes.shape[0]):
+        total += sizes[l]
+    n_out = sizes[-1]
+    work = np.empty(total + np.max(sizes))
+    delta = np.empty(total)
+    dz = np.empty(n_out)
+    glogstd = np.zeros(n_out)
+    for t in range(T):
+        c = coef[t]
+        if c == 0.0:
+            continue
+        _forward_row(theta, sizes, obs[t], work)
+        _head_score(theta, sizes, head, work[total - n_out :], acts[t], c, dz, glogstd)
+        _backward_row(theta, sizes, work, dz, delta, out)
+    if head == HEAD_GAUSS_LOGSTD:
+        base = theta.shape[0] - n_out
+        for j in range(n_out):
+            out[base + j] += glogstd[j]
+
+
+@njit(cache=True)
+def reward_to_go(rew, gamma, weight, coef):
+    """Write ``weight * sum_{h>=t} gamma^h r_h`` (gamma counted from step 0) into ``coef``."""
+    T = rew.shape[0]
+    disc = np.empty(T)
+    g = 1.0
+    for t in range(T):
+        disc[t] = g * rew[t]
+        g *= gamma
+    acc = 0.0
+    for t in range(T - 1, -1, -1):
+        acc += disc[t]
+        coef[t] = weight * acc
+
+
+@njit(cache=True)
+def grad_gpomdp(theta, sizes, head, obs, acts, rew, gamma, weight, out):
+    """Add ``weight * g_H(tau, theta)`` (truncated GPOMDP, ALGORITHMS section 0) to ``out``."""
+    coef = np.empty(rew.shape[0])
+    reward_to_go(rew, gamma, weight, coef)
+    score_sum(theta, sizes, head, obs, acts, coef, out)
+
+
+@njit(cache=True)
+def is_coefficients(logp_target, logp_behaviour, rew, gamma, clip, weight, coef):
+    """Write the importance-weighted return coefficients of ALGORITHMS section 6 into ``coef``.
+
+    ``coef[t] = weight * sum_{h>=t} gamma^h r_h W_h`` with
+    ``W_h = prod_{j<=h} min(clip, pi_theta(a_j|s_j) / pi_beta(a_j|s_j))``.
+    """
+    T = rew.shape[0]
+    disc = np.empty(T)
+    g = 1.0
+    w = 1.0
+    for t in range(T):
+        rho = math.exp(logp_target[t] - logp_behaviour[t])
+        w *= min(clip, rho)
+        disc[t] = g * rew[t] * w
+        g *= gamma
+    acc = 0.0
+    for t in range(T - 1, -1, -1):
+        acc += disc[t]
+        coef[t] = weight * acc
+
+
+@njit(cache=True)
+def grad_is(theta, sizes, head, obs, acts, rew, logp_behaviour, gamma, clip, weight, out):
+    """Add ``weight * g_IS(tau; theta, beta)`` to ``out``, beta given by its stored ``log pi``."""
+    T = rew.shape[0]
+    lp = np.empty(T)
+    logp_batch(theta, sizes, head, obs, acts, lp)
+    coef = np.empty(T)
+    is_coefficients(lp, logp_behaviour, rew, gamma, clip, weight, coef)
+    score_sum(theta, sizes, head, obs, acts, coef, out)
+
+
+def init_theta(sizes: np.ndarray, head: int, rng: np.random.Generator, init_log_std: float,
+               out_scale: float = 0.01) -> np.ndarray:
+    """Return a fresh ``theta``: scaled-normal hidden weights, small output layer, zero biases.
+
+    Hidden layers get ``N(0, 1/n_in)`` weights (keeps tanh units out of saturation); the
+    last layer is scaled by ``out_scale`` so the first policy is close to uniform / zero
+    mean.  The std part starts at ``exp(init_log_std)`` for both Gaussian heads.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    theta = np.zeros(n_params(sizes, head))
+    L = len(sizes) - 1
+    p = 0
+    for l in range(L):
+        n_in, n_out = int(sizes[l]), int(sizes[l + 1])
+        scale = out_scale if l == L - 1 else 1.0
+        theta[p : p + n_in * n_out] = rng.standard_normal(n_in * n_out) * scale / math.sqrt(n_in)
+        p += n_out * n_in
+        if l == L - 1 and head == HEAD_GAUSS_SOFTPLUS:
+            k_dim = n_out // 2
+            # softplus(b) = exp(init_log_std)  =>  b = log(expm1(exp(init_log_std)))
+            theta[p + k_dim : p + n_out] = math.log(math.expm1(math.exp(init_log_std)))
+        p += n_out
+    if head == HEAD_GAUSS_LOGSTD:
+        theta[p:] = init_log_std
+    return theta

@@ -1,0 +1,36 @@
+"""Compile (or load from the on-disk cache) every kernel with the production dtypes."""
+
+import time
+
+import numpy as np
+
+from . import policy as P
+
+
+def warmup() -> float:
+    """Return the seconds spent compiling or loading every kernel signature used in training.
+
+    Call it before any timer starts (PITFALLS N3): dtypes here are the ones the sampler and
+    engines use (float64 arrays, int64 sizes, Python int head/flags, float scalars), so
+    nothing recompiles silently later.
+    """
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for head, out in ((P.HEAD_SOFTMAX, 2), (P.HEAD_GAUSS_SOFTPLUS, 2), (P.HEAD_GAUSS_LOGSTD, 1)):
+        sizes = np.array([3, 4, out], dtype=np.int64)
+        theta = P.init_theta(sizes, head, rng, -0.5)
+        k = P.act_dim_of(sizes, head)
+        obs = np.zeros((2, 3))
+        acts = np.zeros((2, k))
+        rew = np.ones(2)
+        work = np.empty(P.work_size(sizes))
+        u = np.empty(k)
+        a = np.empty(k)
+        lp = P.act(theta, sizes, head, obs[0], rng, np.zeros(k), np.ones(k), True, work, u, a)
+        lp = P.act_noise(theta, sizes, head, obs[0], np.zeros(k), np.zeros(k), np.ones(k), True,
+                         work, u, a)
+        acts[:] = u
+        g = np.zeros_like(theta)
+        P.grad_gpomdp(theta, sizes, head, obs, acts, rew, 0.99, 1.0, g)
+        P.grad_is(theta, sizes, head, obs, acts, rew, np.full(2, lp), 0.99, 1.0, 1.0, g)
+    return time.perf_counter() - t0

@@ -1,0 +1,17 @@
+"""nigt_hpc: asynchronous policy-gradient aggregation (Rennala/Malenia NIGT) over MPI."""
+
+import os as _os
+
+__version__ = "0.1.0"
+
+# When installed, setup.py maps the repository's top-level ``kernels/`` folder to
+# ``nigt_hpc.kernels``.  When this package is imported straight from a source checkout
+# (``python -m pytest`` or ``python -m nigt_hpc`` in the repository root puts the root on
+# sys.path first), that mapping does not exist; adding the root to the package path makes
+# ``nigt_hpc.kernels`` resolve to the same ``kernels/`` folder.
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_root = _os.path.dirname(_here)
+if not _os.path.isdir(_os.path.join(_here, "kernels")) and _os.path.isfile(
+    _os.path.join(_root, "kernels", "policy.py")
+):
+    __path__.append(_root)  # noqa: F821  (``__path__`` is defined for packages)

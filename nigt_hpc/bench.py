@@ -1,0 +1,145 @@
+"""``nigt-hpc bench kernels``: µs per env step of our kernels beside a numpy reference
+measured in the same run (BENCHMARKS.md sizes)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+
+from . import kernels as K
+
+# (name, layer sizes, head) of the four reference sizes in BENCHMARKS.md
+SIZES = [
+    ("linear 376->17", [376, 17], K.HEAD_GAUSS_LOGSTD),
+    ("mlp 376->64->64->17", [376, 64, 64, 17], K.HEAD_GAUSS_LOGSTD),
+    ("mlp 11->64->64->3", [11, 64, 64, 3], K.HEAD_GAUSS_LOGSTD),
+    ("softmax 4->2", [4, 2], K.HEAD_SOFTMAX),
+]
+T = 1000
+
+
+def flops_per_step(sizes: list[int]) -> int:
+    """Return matmul FLOPs per step of forward + weight gradients + hidden deltas."""
+    f = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))  # forward
+    f += sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))  # dW = delta^T h
+    f += sum(2 * a * b for a, b in zip(sizes[1:-1], sizes[2:]))  # delta back to hidden
+    return f
+
+
+def numpy_grad(theta, sizes, head, X, A, coef) -> np.ndarray:
+    """Return sum_t coef[t] grad log pi(a_t|s_t), vectorised over T with matrix products."""
+    layers, p = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        W = theta[p : p + n_in * n_out].reshape(n_in, n_out).T
+        p += n_out * n_in
+        layers.append((W, theta[p : p + n_out]))
+        p += n_out
+    hs = [X]
+    for l, (W, b) in enumerate(layers):
+        z = hs[-1] @ W.T + b
+        hs.append(np.tanh(z) if l < len(layers) - 1 else z)
+    z = hs[-1]
+    g_extra = []
+    if head == K.HEAD_SOFTMAX:
+        pr = np.exp(z - z.max(axis=1, keepdims=True))
+        pr /= pr.sum(axis=1, keepdims=True)
+        dz = -pr
+        dz[np.arange(len(z)), A[:, 0].astype(int)] += 1.0
+    else:
+        inv = np.exp(-theta[p:])
+        diff = A - z
+        dz = diff * inv * inv
+        g_extra = [coef @ (diff * diff * inv * inv - 1.0)]
+    delta = dz * coef[:, None]
+    grads = []
+    for l in range(len(layers) - 1, -1, -1):
+        W, _ = layers[l]
+        grads.append((hs[l].T @ delta).ravel())
+        grads.append(delta.sum(axis=0))
+        if l > 0:
+            delta = (delta @ W) * (1.0 - hs[l] ** 2)
+    out = []
+    for l in range(len(layers)):
+        out += [grads[2 * (len(layers) - 1 - l)], grads[2 * (len(layers) - 1 - l) + 1]]
+    return np.concatenate(out + g_extra)
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_kernels(repeat: int = 5) -> list[dict]:
+    """Return one row per reference size with our and numpy's µs per step."""
+    K.warmup()
+    rows = []
+    for name, sizes_l, head in SIZES:
+        sizes = np.array(sizes_l, dtype=np.int64)
+        rng = np.random.default_rng(0)
+        theta = K.init_theta(sizes, head, rng, -0.5, out_scale=1.0)
+        k = K.act_dim_of(sizes, head)
+        X = rng.standard_normal((T, sizes[0]))
+        A = (rng.integers(0, sizes[-1], (T, 1)).astype(float) if head == K.HEAD_SOFTMAX
+             else rng.standard_normal((T, k)))
+        rew = rng.standard_normal(T)
+        coef = np.empty(T)
+        K.reward_to_go(rew, 0.99, 1.0, coef)
+        work, u, a = np.empty(K.work_size(sizes)), np.empty(k), np.empty(k)
+        center, scale = np.zeros(k), np.ones(k)
+        act = K.act_noise
+
+        def run_act():  # as the sampler calls it: noise drawn per episode, one call per step
+            noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+            for t in range(T):
+                act(theta, sizes, head, X[t], noise[t], center, scale, True, work, u, a)
+
+        out = np.zeros_like(theta)
+
+        def run_grad():
+            K.grad_gpomdp(theta, sizes, head, X, A, rew, 0.99, 1.0, out)
+
+        def run_numpy():
+            numpy_grad(theta, sizes, head, X, A, coef)
+
+        ref = numpy_grad(theta, sizes, head, X, A, coef)
+        mine = np.zeros_like(theta)
+        K.score_sum(theta, sizes, head, X, A, coef, mine)
+        err = float(np.max(np.abs(mine - ref)) / max(1e-300, np.max(np.abs(ref))))
+        t_act = _median_time(run_act, repeat) / T * 1e6
+        t_grad = _median_time(run_grad, repeat) / T * 1e6
+        t_np = _median_time(run_numpy, repeat) / T * 1e6
+        fl = flops_per_step(sizes_l)
+        rows.append({"kernel": name, "act_us_per_step": t_act, "grad_us_per_step": t_grad,
+                     "grad_gflops": fl / (t_grad * 1e3), "numpy_grad_us_per_step": t_np,
+                     "grad_speedup_vs_numpy": t_np / t_grad, "flops_per_step": fl,
+                     "max_rel_diff_vs_numpy": err})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    """Print the kernel rows as a fixed-width table."""
+    print(f"kernels, float64, T={T}, µs per env step (median); numpy = vectorised reference "
+          "in this run")
+    print(f"{'policy':<22}{'act':>9}{'grad':>9}{'GFLOP/s':>9}{'numpy':>9}{'grad/numpy':>12}")
+    for r in rows:
+        print(f"{r['kernel']:<22}{r['act_us_per_step']:>9.3f}{r['grad_us_per_step']:>9.3f}"
+              f"{r['grad_gflops']:>9.1f}{r['numpy_grad_us_per_step']:>9.3f}"
+              f"{r['grad_speedup_vs_numpy']:>11.2f}x")
+
+
+def main(what: str, json_path: str | None, repeat: int) -> int:
+    """Run one benchmark family, print it, optionally write JSON; return the exit status."""
+    rows = bench_kernels(repeat)
+    print_table(rows)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({"bench": what, "rows": rows}, fh, indent=1)
+    return 0

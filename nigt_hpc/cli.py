@@ -1,0 +1,119 @@
+"""The ``nigt-hpc`` command (also ``python -m nigt_hpc``).
+
+Exit status: 0 done; 2 bad input, with one ``error:`` line on stderr naming the field and no
+traceback; 1 for a failure while running, after which the whole MPI job is aborted so no
+rank is left hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from . import __version__
+from .config import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become ConfigError (one ``error:`` line, status 2)."""
+
+    def error(self, message):
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    p = _Parser(prog="nigt-hpc", description="Distributed policy-gradient RL: Rennala/Malenia "
+                "NIGT and baselines over MPI, with numba kernels.")
+    p.add_argument("--version", action="version", version=f"nigt_hpc {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    t = sub.add_parser("train", help="train (under mpiexec -n N: N ranks)")
+    t.add_argument("config", nargs="?", help="TOML config; without it, the built-in "
+                   "CartPole-v1 default")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set algo.M=50 (repeatable)")
+    t.add_argument("--out", help="run directory (default: run.out, else runs/<timestamp>)")
+    t.add_argument("--force", action="store_true",
+                   help="reuse a non-empty run directory, replacing its run files")
+    t.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+
+    c = sub.add_parser("check", help="validate a config and print it resolved")
+    c.add_argument("config", nargs="?")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
+    b.add_argument("what", choices=["kernels"])
+    b.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    b.add_argument("--repeat", type=int, default=5, help="repetitions (median is reported)")
+    return p
+
+
+def _train(args) -> int:
+    import mpi4py
+
+    mpi4py.rc.thread_level = "funneled"  # nothing here calls MPI from a second thread
+    from mpi4py import MPI
+
+    from . import config, run
+
+    comm = MPI.COMM_WORLD
+    err, cfg = None, None
+    try:
+        cfg = config.load(args.config, args.set)
+    except ConfigError as e:
+        err = str(e)
+    err = run.agree(comm, err)
+    if err is not None:
+        if comm.Get_rank() == 0:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run.train(cfg, comm, out=args.out, force=args.force, quiet=args.quiet)
+
+
+def _check(args) -> int:
+    from . import config, run
+
+    cfg = config.load(args.config, args.set)
+    env, info, spec = run.build(cfg, 0)
+    env.close()
+    print(config.dumps(cfg, {"d": spec.n_params}), end="")
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+
+    return bench.main(args.what, args.json, args.repeat)
+
+
+def _fatal(exc: BaseException) -> None:
+    """Report an unexpected failure naming the rank, then end the whole MPI job."""
+    rank, size, mpi = 0, 1, None
+    if "mpi4py.MPI" in sys.modules:
+        mpi = sys.modules["mpi4py.MPI"]
+        if mpi.Is_initialized() and not mpi.Is_finalized():
+            rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    if mpi is not None and size > 1:
+        mpi.COMM_WORLD.Abort(1)
+    os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; exit with its status."""
+    try:
+        args = build_parser().parse_args(argv)
+        code = {"train": _train, "check": _check, "bench": _bench}[args.command](args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:  # noqa: BLE001 - any failure must end every rank, not hang them
+        _fatal(e)
+    sys.stdout.flush()
+    sys.exit(code)

@@ -1,0 +1,307 @@
+"""Configuration: the schema of INTERFACE.md, validation, ``--set`` overrides, TOML output.
+
+Every error a user can cause raises :class:`ConfigError`, whose message names the field and
+what is allowed; the CLI prints it as one ``error:`` line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A user-caused error: bad config, CLI argument, env id or rank count."""
+
+
+ALGORITHMS = ("rennala_nigt", "malenia_nigt", "sync_nigt", "afedpg", "rennala_pg", "sync_pg")
+# Algorithms the engines can run today; the others are listed in the schema so a config
+# naming them gets a clear "not available in this version" instead of "unknown".
+IMPLEMENTED_ALGORITHMS = ("sync_nigt", "sync_pg")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: its default, type and allowed range."""
+
+    default: Any
+    kind: str  # int | float | str | bool | list_int | list_float | table | list_table
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple | None = None
+    help: str = ""
+
+
+F = Field
+SCHEMA: dict[str, dict[str, Field]] = {
+    "run": {
+        "seed": F(0, "int", ge=0, help="base seed; every worker and episode derives its own"),
+        "out": F("", "str", help="run directory; empty = runs/<timestamp>"),
+        "max_rounds": F(500, "int", ge=0, help="stop after this many rounds (0 = no limit)"),
+        "max_env_steps": F(0, "int", ge=0, help="stop after this many env steps (0 = none)"),
+        "max_time_s": F(0.0, "float", ge=0, help="stop after this many seconds (0 = none)"),
+        "target_return": F(math.inf, "float", help="stop once the windowed mean reaches it"),
+        "target_window": F(20, "int", ge=1, help="episodes in the target mean"),
+        "checkpoint_every_s": F(60.0, "float", ge=0, help="seconds between checkpoints"),
+        "progress_every_s": F(2.0, "float", ge=0, help="seconds between status lines"),
+    },
+    "env": {
+        "id": F("CartPole-v1", "str", help="gymnasium id, or module:Env-v0"),
+        "backend": F("auto", "str", choices=("auto", "compiled", "gymnasium")),
+        "horizon": F(500, "int", ge=1, help="H, the truncation horizon of g_H"),
+        "gamma": F(0.99, "float", gt=0, le=1),
+        "kwargs": F({}, "table", help="passed to gymnasium.make"),
+        "heterogeneity": F("none", "str", choices=("none", "negate_obs", "per_worker")),
+        "per_worker": F([], "list_table", help="one {kwargs = {...}} per worker, cycled"),
+    },
+    "policy": {
+        "kind": F("linear", "str", choices=("linear", "mlp")),
+        "hidden": F([64, 64], "list_int", ge=1),
+        "head": F("auto", "str", choices=("auto", "softmax", "gaussian_softplus",
+                                          "gaussian_logstd")),
+        "squash": F(True, "bool", help="a = center + scale * tanh(u) (paper); else clip"),
+        "init_log_std": F(-0.5, "float"),
+        "init_seed": F(-1, "int", ge=-1, help="seed of theta_0; -1 = run.seed"),
+    },
+    "algo": {
+        "name": F("sync_nigt", "str", choices=ALGORITHMS),
+        "M": F(30, "int", ge=1, help="gradients per round"),
+        "M_init": F(30, "int", ge=1, help="gradients for the initial direction d_0"),
+        "eta": F(0.1, "float", gt=0, le=1, help="NIGT momentum"),
+        "alpha": F(0.01, "float", gt=0, help="NIGT step length"),
+        "lr": F(0.01, "float", gt=0, help="step size of the plain PG baselines"),
+        "B": F(0, "int", ge=0, help="sync: gradients per worker per round; 0 = ceil(M/n)"),
+        "reuse_stale": F(False, "bool"),
+        "is_clip": F(1.0, "float", gt=0, help="c-bar, truncation of importance ratios"),
+    },
+    "delays": {
+        "compute": F("none", "str", choices=("none", "const", "sqrt", "linear", "exp",
+                                             "from_list")),
+        "compute_list": F([], "list_float", ge=0),
+        "compute_unit_s": F(0.0, "float", ge=0),
+        "comm": F("none", "str", choices=("none", "const", "sqrt", "sqrt_d14", "from_list")),
+        "comm_list": F([], "list_float", ge=0),
+        "comm_unit_s": F(0.0, "float", ge=0),
+    },
+    "mpi": {
+        "poll_every_steps": F(64, "int", ge=1),
+    },
+}
+# Informational section written into a run directory's config.toml (rank count, version,
+# git hash); accepted and ignored on input so a run's own config.toml can be re-used.
+META_SECTION = "meta"
+
+
+def defaults() -> dict:
+    """Return a fresh nested dict holding every default."""
+    return {s: {k: copy.deepcopy(f.default) for k, f in keys.items()} for s, keys in
+            SCHEMA.items()}
+
+
+def _all_keys() -> list[str]:
+    return [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys]
+
+
+def _unknown(name: str) -> ConfigError:
+    near = difflib.get_close_matches(name, _all_keys() + list(SCHEMA), n=1, cutoff=0.5)
+    if not near:  # a bare key in the wrong section: suggest the same key elsewhere
+        tail = name.split(".")[-1]
+        near = [k for k in _all_keys() if k.split(".")[-1] == tail][:1]
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return ConfigError(f"unknown config key '{name}'{hint}")
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "string", list: "list",
+            dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _check_number(name: str, v: Any, f: Field) -> None:
+    if f.ge is not None and not v >= f.ge:
+        raise ConfigError(f"{name} = {v!r} is out of range: must be >= {f.ge:g}")
+    if f.gt is not None and not v > f.gt:
+        raise ConfigError(f"{name} = {v!r} is out of range: must be > {f.gt:g}")
+    if f.le is not None and not v <= f.le:
+        raise ConfigError(f"{name} = {v!r} is out of range: must be <= {f.le:g}")
+
+
+def _coerce(name: str, v: Any, f: Field) -> Any:
+    """Return ``v`` converted to the field's type, or raise ConfigError naming the field."""
+    want = f.kind
+    bad = ConfigError(f"{name} must be {want.replace('_', ' of ')}, got {_type_name(v)} {v!r}")
+    if want == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad
+        _check_number(name, v, f)
+    elif want == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad
+        v = float(v)
+        if math.isnan(v):
+            raise ConfigError(f"{name} must be a number, got nan")
+        _check_number(name, v, f)
+    elif want == "bool":
+        if not isinstance(v, bool):
+            raise bad
+    elif want == "str":
+        if not isinstance(v, str):
+            raise bad
+        if f.choices and v not in f.choices:
+            near = difflib.get_close_matches(v, f.choices, n=1, cutoff=0.5)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(f"{name} = {v!r} is not one of {', '.join(f.choices)}{hint}")
+    elif want in ("list_int", "list_float"):
+        if not isinstance(v, list):
+            raise bad
+        item = Field(None, want[5:], ge=f.ge)
+        v = [_coerce(f"{name}[{i}]", x, item) for i, x in enumerate(v)]
+    elif want == "table":
+        if not isinstance(v, dict):
+            raise bad
+    elif want == "list_table":
+        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+            raise bad
+        for i, x in enumerate(v):
+            for k in x:
+                if k != "kwargs":
+                    raise _unknown(f"{name}[{i}].{k}")
+            if not isinstance(x.get("kwargs", {}), dict):
+                raise ConfigError(f"{name}[{i}].kwargs must be a table")
+    return v
+
+
+def merge(cfg: dict, overrides: dict, where: str = "") -> dict:
+    """Validate ``overrides`` (nested dict) key by key and merge them into ``cfg``."""
+    for section, body in overrides.items():
+        if section == META_SECTION:
+            continue
+        if section not in SCHEMA:
+            raise _unknown(f"{where}{section}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section} must be a table like [{section}]")
+        for key, value in body.items():
+            name = f"{section}.{key}"
+            if key not in SCHEMA[section]:
+                raise _unknown(name)
+            cfg[section][key] = _coerce(name, value, SCHEMA[section][key])
+    return cfg
+
+
+def parse_set(item: str) -> dict:
+    """Return the nested dict for one ``--set KEY=VALUE`` (VALUE read as TOML, else a string)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set algo.M=50")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {item!r}: KEY must be section.key, e.g. algo.M")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words such as Hopper-v4 or rennala_nigt
+    return {parts[0]: {parts[1]: value}}
+
+
+# What ``nigt-hpc train`` runs without a config file: CartPole-v1 with a linear softmax
+# policy, tuned so a first-time user sees it solve (mean of 20 >= 475).  alpha = 0.2 solved
+# seeds 0-4 in 90k-500k env steps; alpha = 0.3 was faster but collapsed on seed 4.
+BUILTIN = {
+    "run": {"target_return": 475.0, "max_rounds": 2000},
+    "algo": {"M": 10, "M_init": 10, "eta": 0.1, "alpha": 0.2},
+}
+
+
+def load(path: str | None, sets: list[str] = ()) -> dict:
+    """Return the resolved config: defaults, then the TOML file, then each ``--set``.
+
+    Without a file the built-in CartPole-v1 preset (``BUILTIN``) stands in for it.
+    """
+    cfg = defaults()
+    if path is None:
+        merge(cfg, BUILTIN)
+    else:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path!r} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path!r} is a directory") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path!r} is not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path!r} is not UTF-8 text") from None
+        merge(cfg, data)
+    for item in sets:
+        merge(cfg, parse_set(item))
+    check_consistency(cfg)
+    return cfg
+
+
+def check_consistency(cfg: dict) -> None:
+    """Raise ConfigError for combinations of valid values that cannot work together."""
+    a = cfg["algo"]
+    if a["name"] not in IMPLEMENTED_ALGORITHMS:
+        raise ConfigError(
+            f"algo.name = {a['name']!r} is not available in this version; "
+            f"available: {', '.join(IMPLEMENTED_ALGORITHMS)}")
+    d = cfg["delays"]
+    if d["compute"] == "from_list" and not d["compute_list"]:
+        raise ConfigError("delays.compute_list must not be empty when delays.compute = "
+                          "'from_list'")
+    if d["comm"] == "from_list" and not d["comm_list"]:
+        raise ConfigError("delays.comm_list must not be empty when delays.comm = 'from_list'")
+    e = cfg["env"]
+    if e["heterogeneity"] == "per_worker" and not e["per_worker"]:
+        raise ConfigError("env.per_worker must list at least one {kwargs = {...}} when "
+                          "env.heterogeneity = 'per_worker'")
+    if cfg["policy"]["kind"] == "mlp" and not cfg["policy"]["hidden"]:
+        raise ConfigError("policy.hidden must list at least one layer size for kind = 'mlp'")
+
+
+# ------------------------------------------------------------------------------ TOML output
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}"
+                               for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps(cfg: dict, meta: dict | None = None) -> str:
+    """Return ``cfg`` (and an optional ``[meta]`` section) as TOML text."""
+    lines = []
+    for section, body in cfg.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+        lines.append("")
+    if meta:
+        lines.append(f"[{META_SECTION}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in meta.items()]
+        lines.append("")
+    return "\n".join(lines)

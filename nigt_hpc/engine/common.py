@@ -1,0 +1,164 @@
+"""Engine parts shared by every transport: round statistics, stop rules, metrics records.
+
+No MPI here.  The MPI engine packs a round's d-vector and its small per-worker statistics
+into one buffer (:class:`Exchange`), so one Allreduce per round carries both; every rank
+then decodes the same numbers and takes the same stop decision without another message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..nigt import NIGT, PolicyGradient
+
+STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns")
+_S = len(STATS)
+# global slots after the d-vector: rank 0's elapsed seconds (so every rank sees the same
+# clock), and the number of ranks that asked to stop (signals, errors)
+GLOBAL = ("time_s", "stop_requests")
+
+
+def make_optimizer(cfg: dict, theta0: np.ndarray):
+    """Return the outer step of ``algo.name``: NIGT, or plain PG for the *_pg baselines."""
+    a = cfg["algo"]
+    if a["name"].endswith("_pg"):
+        return PolicyGradient(theta0, a["lr"])
+    return NIGT(theta0, a["eta"], a["alpha"])
+
+
+@dataclass
+class LocalRound:
+    """One worker's contribution to a round: the local gradient sum and counters."""
+
+    d: int
+    window: int
+    g_sum: np.ndarray = field(init=False)
+    grads: int = 0
+    env_steps: int = 0
+    episodes: int = 0
+    return_sum: float = 0.0
+    discarded: int = 0
+    returns: deque = field(init=False)
+
+    def __post_init__(self):
+        self.g_sum = np.zeros(self.d)
+        self.returns = deque(maxlen=self.window)
+
+    def reset(self) -> None:
+        """Zero everything for the next round."""
+        self.g_sum[:] = 0.0
+        self.grads = self.env_steps = self.episodes = self.discarded = 0
+        self.return_sum = 0.0
+        self.returns.clear()
+
+    def episode_done(self, ret: float) -> None:
+        """Record one completed episode's undiscounted return."""
+        self.episodes += 1
+        self.return_sum += ret
+        self.returns.append(ret)
+
+
+class Exchange:
+    """The one buffer reduced per round: ``[g (d) | global | per-worker stats + returns]``."""
+
+    def __init__(self, d: int, n_workers: int, window: int):
+        self.d, self.n, self.window = d, n_workers, window
+        self.per = _S + window
+        self.buf = np.zeros(d + len(GLOBAL) + n_workers * self.per)
+
+    def pack(self, worker: int | None, local: LocalRound | None, weight: float,
+             time_s: float, stop_request: bool) -> np.ndarray:
+        """Fill the buffer with this rank's share; ``worker=None`` for a rank that samples
+        nothing.  ``time_s`` is counted only from rank 0 (others pass 0)."""
+        b = self.buf
+        b[:] = 0.0
+        d = self.d
+        if local is not None:
+            np.multiply(local.g_sum, weight, out=b[:d])
+        b[d] = time_s
+        b[d + 1] = 1.0 if stop_request else 0.0
+        if worker is not None and local is not None:
+            o = d + len(GLOBAL) + worker * self.per
+            b[o : o + _S] = (local.grads, local.env_steps, local.episodes, local.return_sum,
+                             local.discarded, len(local.returns))
+            rs = list(local.returns)
+            b[o + _S : o + _S + len(rs)] = rs
+        return b
+
+    def unpack(self) -> tuple[np.ndarray, float, int, np.ndarray, list[list[float]]]:
+        """Return (g, time_s, stop_requests, stats[n, S], recent returns per worker)."""
+        b, d = self.buf, self.d
+        per = b[d + len(GLOBAL) :].reshape(self.n, self.per)
+        stats = per[:, :_S].copy()
+        rets = [list(per[i, _S : _S + int(stats[i, 5])]) for i in range(self.n)]
+        return b[:d].copy(), float(b[d]), int(round(b[d + 1])), stats, rets
+
+
+class RoundBook:
+    """Cumulative counters, the return window, and the stop decision (same on every rank)."""
+
+    def __init__(self, cfg: dict, n_workers: int):
+        r = cfg["run"]
+        self.n = n_workers
+        self.max_rounds = r["max_rounds"]
+        self.max_env_steps = r["max_env_steps"]
+        self.max_time_s = r["max_time_s"]
+        self.target = r["target_return"]
+        self.window: deque = deque(maxlen=r["target_window"])
+        self.env_steps = 0
+        self.collectives = 0
+        self.comm_bytes = 0
+        self.episodes_total = 0
+        self.best_window = -math.inf
+        self.stop_reason: str | None = None
+
+    def record(self, rnd: int, time_s: float, stats: np.ndarray, rets: list[list[float]],
+               theta: np.ndarray) -> dict:
+        """Fold one round's reduced statistics in; return its metrics.jsonl record."""
+        grads = stats[:, 0].astype(int)
+        steps = int(stats[:, 1].sum())
+        episodes = stats[:, 2].astype(int)
+        ret_sum = stats[:, 3]
+        self.env_steps += steps
+        self.episodes_total += int(episodes.sum())
+        for rs in rets:  # worker order within a round (documented approximation)
+            self.window.extend(rs)
+        win = float(np.mean(self.window)) if self.window else None
+        if win is not None and len(self.window) == self.window.maxlen:
+            self.best_window = max(self.best_window, win)
+        n_ep = int(episodes.sum())
+        return {
+            "round": rnd,
+            "time_s": time_s,
+            "env_steps": self.env_steps,
+            "grads": int(grads.sum()),
+            "grads_per_worker": grads.tolist(),
+            "discarded": int(stats[:, 4].sum()),
+            "episodes": n_ep,
+            "return_mean": float(ret_sum.sum() / n_ep) if n_ep else None,
+            "return_per_worker": [float(s / e) if e else None for s, e in
+                                  zip(ret_sum, episodes)],
+            "return_window": win,
+            "collectives": self.collectives,
+            "comm_bytes": self.comm_bytes,
+            "theta_norm": float(np.linalg.norm(theta)),
+        }
+
+    def should_stop(self, rounds_done: int, time_s: float, stop_requests: int) -> bool:
+        """Return True (and set ``stop_reason``) when any stop rule holds."""
+        if stop_requests:
+            self.stop_reason = "stop requested"
+        elif (len(self.window) == self.window.maxlen
+              and float(np.mean(self.window)) >= self.target):
+            self.stop_reason = "target return reached"
+        elif self.max_rounds and rounds_done >= self.max_rounds:
+            self.stop_reason = "max_rounds reached"
+        elif self.max_env_steps and self.env_steps >= self.max_env_steps:
+            self.stop_reason = "max_env_steps reached"
+        elif self.max_time_s and time_s >= self.max_time_s:
+            self.stop_reason = "max_time_s reached"
+        return self.stop_reason is not None

@@ -1,0 +1,63 @@
+"""Run-directory output on rank 0: metrics.jsonl line by line, progress lines, summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+
+class RunOutput:
+    """Writes one flushed JSON line per round (nothing is lost on a kill) and, unless
+    ``quiet``, a status line every ``progress_every_s`` seconds."""
+
+    def __init__(self, run_dir: str, quiet: bool, progress_every_s: float, stream=None):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.fh = open(self.path, "a", encoding="utf-8")
+        self.quiet = quiet
+        self.every = progress_every_s
+        self.stream = stream or sys.stdout
+        self.last_print = -math.inf
+        self.last = None
+
+    def on_round(self, record: dict) -> None:
+        """Append ``record`` to metrics.jsonl; print a status line when one is due."""
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+        self.last = record
+        now = time.monotonic()
+        if not self.quiet and now - self.last_print >= self.every:
+            self.last_print = now
+            self.stream.write(status_line(record) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Flush and close metrics.jsonl."""
+        self.fh.close()
+
+
+def _fmt(x, spec=".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def status_line(rec: dict) -> str:
+    """Return one human-readable line for a metrics record."""
+    t = rec["time_s"]
+    rate = rec["env_steps"] / t if t > 0 else 0.0
+    line = (f"round {rec['round']:>5}  t {t:8.2f}s  steps {rec['env_steps']:>10,}"
+            f"  ({rate / 1e3:7.1f}k/s)  return {_fmt(rec['return_mean']):>8}"
+            f"  window {_fmt(rec.get('return_window')):>8}")
+    if rec.get("idle_frac") is not None:
+        line += f"  idle {100 * rec['idle_frac']:4.1f}%"
+    return line
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as JSON atomically (temp file, then os.replace)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)

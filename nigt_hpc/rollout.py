@@ -1,0 +1,151 @@
+"""Sampler: trajectories of horizon H and their g_H at a given theta, on one gymnasium env.
+
+Seeds are drawn per (run seed, global worker index, episode index) so a worker's
+trajectories do not depend on how many ranks share the work.  Every trajectory keeps the
+behaviour ``log pi`` of each step, so the importance-weighted kernel can re-use it later.
+No MPI here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels as K
+from .policy import PolicySpec
+
+
+@dataclass
+class Trajectory:
+    """One episode (or its first H steps); arrays are views into the sampler's buffers.
+
+    ``terminated``: the MDP ended (pole fell).  ``truncated``: cut by the env's time limit
+    or by the horizon H.  Either way later rewards count as 0 in g_H (ALGORITHMS section 0).
+    """
+
+    obs: np.ndarray
+    acts: np.ndarray
+    rew: np.ndarray
+    logp: np.ndarray
+    episode: int
+    terminated: bool
+    truncated: bool
+
+    @property
+    def T(self) -> int:
+        """Return the number of steps taken."""
+        return len(self.rew)
+
+    @property
+    def ret(self) -> float:
+        """Return the undiscounted return of the trajectory."""
+        return float(self.rew.sum())
+
+    def copy(self) -> Trajectory:
+        """Return a copy that owns its arrays (the sampler reuses its buffers)."""
+        return Trajectory(self.obs.copy(), self.acts.copy(), self.rew.copy(), self.logp.copy(),
+                          self.episode, self.terminated, self.truncated)
+
+
+def episode_seeds(seed: int, worker: int, episode: int) -> tuple[int, np.random.Generator]:
+    """Return (env reset seed, policy Generator) of one worker's episode."""
+    env_ss, pol_ss = np.random.SeedSequence([seed, worker, episode]).spawn(2)
+    return int(env_ss.generate_state(1)[0]), np.random.Generator(np.random.PCG64(pol_ss))
+
+
+class Sampler:
+    """Runs episodes of one worker at a given theta and turns them into gradients."""
+
+    def __init__(self, env, spec: PolicySpec, horizon: int, gamma: float, seed: int,
+                 worker: int, obs_dim: int, discrete: bool):
+        self.env = env
+        self.spec = spec
+        self.horizon = int(horizon)
+        self.gamma = float(gamma)
+        self.seed = int(seed)
+        self.worker = int(worker)
+        self.discrete = discrete
+        self.episode = 0  # index of the next episode of this worker
+        H = self.horizon
+        self._obs = np.zeros((H, obs_dim))
+        self._acts = np.zeros((H, spec.act_dim))
+        self._rew = np.zeros(H)
+        self._logp = np.zeros(H)
+        self._work = np.empty(spec.work_size)
+        self._a = np.empty(spec.act_dim)
+        # built-in timers: seconds in env.step and in policy inference (act kernel)
+        self.t_env = 0.0
+        self.t_policy = 0.0
+        self.steps = 0
+
+    def rollout(self, theta: np.ndarray, poll: Callable[[int], bool] | None = None,
+                poll_every: int = 64,
+                on_step: Callable[[], None] | None = None) -> Trajectory | None:
+        """Return one trajectory at ``theta``, or None if ``poll`` asked to abandon it.
+
+        ``poll(steps_so_far)`` is called every ``poll_every`` env steps; ``on_step`` after
+        every env step (emulated per-step compute delay).  An abandoned episode still
+        consumes its episode index, so seeds never depend on when a round ended.
+        """
+        spec = self.spec
+        env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
+        episode = self.episode
+        self.episode += 1
+        s, _ = self.env.reset(seed=env_seed)
+        # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
+        if self.discrete:
+            noise = rng.random((self.horizon, 1))
+        else:
+            noise = rng.standard_normal((self.horizon, spec.act_dim))
+        obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._a
+        sizes, head, work = spec.sizes, spec.head, self._work
+        center, scale, squash = spec.a_center, spec.a_scale, spec.squash
+        terminated = truncated = False
+        T = 0
+        clock = time.perf_counter
+        t_env = t_pol = 0.0
+        step = self.env.step
+        act = K.act_noise
+        try:
+            for t in range(self.horizon):
+                t0 = clock()
+                obs[t] = s
+                logp[t] = act(theta, sizes, head, obs[t], noise[t], center, scale, squash,
+                              work, acts[t], a)
+                action = int(a[0]) if self.discrete else a.copy()
+                t1 = clock()
+                s, r, terminated, truncated, _ = step(action)
+                t_env += clock() - t1
+                t_pol += t1 - t0
+                rew[t] = r
+                T = t + 1
+                if on_step is not None:
+                    on_step()
+                if terminated or truncated:
+                    break
+                if poll is not None and T % poll_every == 0 and poll(T):
+                    return None
+        finally:
+            self.t_env += t_env
+            self.t_policy += t_pol
+            self.steps += T
+        truncated = not terminated  # the env's time limit or our horizon H cut it
+        return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
+                          truncated)
+
+    def add_grad(self, theta: np.ndarray, traj: Trajectory, weight: float,
+                 out: np.ndarray) -> None:
+        """Add ``weight * g_H(traj, theta)`` to ``out`` (trajectory sampled at ``theta``)."""
+        spec = self.spec
+        K.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
+                      self.gamma, float(weight), out)
+
+    def add_grad_is(self, theta: np.ndarray, traj: Trajectory, clip: float, weight: float,
+                    out: np.ndarray) -> None:
+        """Add ``weight * g_IS(traj; theta, beta)``, beta the theta it was sampled at."""
+        spec = self.spec
+        K.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew, traj.logp,
+                  self.gamma, float(clip), float(weight), out)

@@ -1,0 +1,204 @@
+"""Wiring for ``nigt-hpc train``: validation agreed by all ranks, the run directory, warm-up,
+the engine, and the files it leaves behind."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, config, envs, kernels
+from .config import ConfigError
+from .policy import make_spec
+from .rollout import Sampler
+from .timers import Timers
+
+RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
+             "theta.npy")
+DEFAULT_RUNS = "runs"
+
+
+def check_rank_count(cfg: dict, n_ranks: int) -> None:
+    """Raise ConfigError if ``algo.name`` cannot use ``n_ranks`` ranks."""
+    if cfg["algo"]["name"] == "afedpg" and n_ranks < 2:
+        raise ConfigError("algo.name = 'afedpg' needs at least 2 ranks (rank 0 is the "
+                          "parameter server): run it under mpiexec -n N with N >= 2")
+
+
+def n_workers(cfg: dict, n_ranks: int) -> int:
+    """Return how many ranks sample (all but the AFedPG server)."""
+    return n_ranks - 1 if cfg["algo"]["name"] == "afedpg" else n_ranks
+
+
+def build(cfg: dict, worker: int):
+    """Return (env, env description, PolicySpec) for one global worker; ConfigError if bad."""
+    env = envs.make_env(cfg, worker)
+    info = envs.describe(env)
+    spec = make_spec(cfg, info)
+    return env, info, spec
+
+
+def resolve_run_dir(cfg: dict, out: str | None) -> str:
+    """Return the run directory: --out, then run.out, then runs/<time>-<algo>-<env>."""
+    path = out or cfg["run"]["out"]
+    if not path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        env_tag = cfg["env"]["id"].split(":")[-1].replace("/", "_")
+        path = os.path.join(DEFAULT_RUNS, f"{stamp}-{cfg['algo']['name']}-{env_tag}")
+    return path
+
+
+def check_run_dir(path: str, force: bool) -> None:
+    """Raise ConfigError if ``path`` holds anything and ``force`` is not given."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"run directory {path!r} exists and is not a directory")
+    if os.path.isdir(path) and os.listdir(path) and not force:
+        raise ConfigError(f"run directory {path!r} already exists and is not empty; "
+                          "choose another --out, or pass --force to overwrite its run files")
+
+
+def prepare_run_dir(path: str, force: bool) -> None:
+    """Create ``path``; with ``force`` remove only this package's own run files in it."""
+    os.makedirs(path, exist_ok=True)
+    if force:
+        for name in os.listdir(path):
+            if name in RUN_FILES or (name.endswith(".png") and name.startswith("plot_")):
+                os.remove(os.path.join(path, name))
+
+
+def _git_hash() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def versions() -> dict:
+    """Return the versions and machine facts a run records for reproducibility."""
+    import gymnasium
+    import numba
+    from mpi4py import MPI
+
+    v = {"nigt_hpc": __version__, "python": platform.python_version(),
+         "numpy": np.__version__, "numba": numba.__version__,
+         "gymnasium": gymnasium.__version__,
+         "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+         "machine": platform.machine(), "processor": platform.processor() or "",
+         "git": _git_hash()}
+    try:
+        import mujoco
+
+        v["mujoco"] = mujoco.__version__
+    except ImportError:
+        pass
+    return v
+
+
+def warmup_node_ordered(comm) -> float:
+    """Compile or load every kernel, one rank per node first (PITFALLS N1); return seconds.
+
+    The first rank of each node fills the on-disk cache while the others wait; they then
+    load it instead of compiling the same files at the same time.  The wait is an Ibarrier
+    tested with short sleeps, so waiting ranks leave the CPU to the one compiling.
+    """
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        if node.Get_rank() == 0:
+            seconds = kernels.warmup()
+            node.Ibarrier().Wait()
+        else:
+            req = node.Ibarrier()
+            while not req.Test():
+                time.sleep(0.005)
+            seconds = kernels.warmup()
+    finally:
+        node.Free()
+    return seconds
+
+
+def agree(comm, err: str | None) -> str | None:
+    """Return the first error message of any rank (in rank order), or None if all are fine."""
+    errs = comm.allgather(err)
+    return next((e for e in errs if e is not None), None)
+
+
+def train(cfg: dict, comm, out: str | None = None, force: bool = False,
+          quiet: bool = False) -> int:
+    """Run ``nigt-hpc train`` on every rank of ``comm``; return the exit status."""
+    from .engine.mpi import MPIEngine
+    from .metrics import RunOutput, write_json
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    err = None
+    env = info = spec = None
+    try:
+        check_rank_count(cfg, size)
+        env, info, spec = build(cfg, rank)
+    except ConfigError as e:
+        err = str(e)
+    err = agree(comm, err)
+    run_dir = None
+    if err is None and rank == 0:
+        try:
+            run_dir = resolve_run_dir(cfg, out)
+            check_run_dir(run_dir, force)
+        except ConfigError as e:
+            err = str(e)
+    err, run_dir = comm.bcast((err, run_dir) if rank == 0 else None, root=0)
+    if err is not None:
+        if rank == 0:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    timers = Timers()
+    timers.extra["compile_s"] = warmup_node_ordered(comm)
+    theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
+                             else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
+    output = None
+    if rank == 0:
+        prepare_run_dir(run_dir, force)
+        meta = {"ranks": size, "workers": n_workers(cfg, size), "d": len(theta0),
+                **versions()}
+        with open(os.path.join(run_dir, "config.toml"), "w", encoding="utf-8") as fh:
+            fh.write(config.dumps(cfg, meta))
+        output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"])
+        if not quiet:
+            print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
+                  f"rank(s), d = {len(theta0)}, run directory {run_dir}", flush=True)
+
+    sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
+                      cfg["run"]["seed"], rank, info["obs_dim"], info["discrete"])
+    engine = MPIEngine(cfg, comm, sampler, theta0, timers,
+                       on_round=output.on_round if output else None)
+    summary = engine.run()
+    profiles = comm.gather({"rank": rank, **timers.as_dict()}, root=0)
+    if rank == 0:
+        output.close()
+        write_json(os.path.join(run_dir, "profile.json"),
+                   {"ranks": profiles, "wall_s": summary["wall_s"]})
+        np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
+        if not quiet:
+            print(summary_text(summary, run_dir, profiles), flush=True)
+    env.close()
+    return 0
+
+
+def summary_text(s: dict, run_dir: str, profiles: list) -> str:
+    """Return the final summary printed by rank 0."""
+    rate = s["env_steps"] / s["wall_s"] if s["wall_s"] > 0 else 0.0
+    win = "-" if s["return_window"] is None else f"{s['return_window']:.1f}"
+    compile_s = max(p.get("compile_s", 0.0) for p in profiles)
+    return (f"done: {s['stop_reason']} after {s['rounds']} rounds, {s['env_steps']:,} env "
+            f"steps, {s['episodes']:,} episodes in {s['wall_s']:.2f} s of training "
+            f"({rate:,.0f} steps/s; kernel warm-up {compile_s:.2f} s excluded)\n"
+            f"      mean return of the last episodes: {win}\n"
+            f"      run directory: {run_dir}")

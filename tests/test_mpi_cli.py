@@ -1,0 +1,47 @@
+"""The real command line under ``mpiexec -n 2``, launched from serial pytest."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def mpiexec():
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.path.exists(here) else shutil.which("mpiexec")
+
+
+pytestmark = pytest.mark.skipif(mpiexec() is None, reason="no mpiexec")
+
+
+def launch(n, *args, cwd):
+    env = dict(os.environ, MPIEXEC_TIMEOUT="120",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([mpiexec(), "-n", str(n), sys.executable, "-m", "nigt_hpc", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_two_ranks_train_and_split_the_batch(tmp_path):
+    out = tmp_path / "run"
+    p = launch(2, "train", "--out", str(out), "--set", "run.max_rounds=3", "--set",
+               "algo.M=6", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("nigt-hpc train:") == 1  # only rank 0 talks
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]
+    assert all(r["grads_per_worker"] == [3, 3] for r in rows[1:])
+    assert "ranks = 2" in (out / "config.toml").read_text()
+    prof = json.loads((out / "profile.json").read_text())
+    assert [r["rank"] for r in prof["ranks"]] == [0, 1]
+
+
+def test_bad_input_under_mpi_prints_one_line_and_exits_2(tmp_path):
+    p = launch(2, "train", "--set", "algo.eta=2", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.count("error:") == 1 and "algo.eta" in p.stderr
+    assert not (tmp_path / "r").exists()
