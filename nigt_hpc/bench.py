@@ -80,48 +80,50 @@ def _median_time(fn, repeat: int) -> float:
 def bench_kernels(repeat: int = 5) -> list[dict]:
     """Return one row per reference size with our and numpy's µs per step."""
     K.warmup()
-    rows = []
-    for name, sizes_l, head in SIZES:
-        sizes = np.array(sizes_l, dtype=np.int64)
-        rng = np.random.default_rng(0)
-        theta = K.init_theta(sizes, head, rng, -0.5, out_scale=1.0)
-        k = K.act_dim_of(sizes, head)
-        X = rng.standard_normal((T, sizes[0]))
-        A = (rng.integers(0, sizes[-1], (T, 1)).astype(float) if head == K.HEAD_SOFTMAX
-             else rng.standard_normal((T, k)))
-        rew = rng.standard_normal(T)
-        coef = np.empty(T)
-        K.reward_to_go(rew, 0.99, 1.0, coef)
-        work, u, a = np.empty(K.work_size(sizes)), np.empty(k), np.empty(k)
-        center, scale = np.zeros(k), np.ones(k)
-        act = K.act_noise
+    return [_bench_one(name, sizes_l, head, repeat) for name, sizes_l, head in SIZES]
 
-        def run_act():  # as the sampler calls it: noise drawn per episode, one call per step
-            noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
-            for t in range(T):
-                act(theta, sizes, head, X[t], noise[t], center, scale, True, work, u, a)
 
-        out = np.zeros_like(theta)
+def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
+    """Return the row of one policy size."""
+    sizes = np.array(sizes_l, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    theta = K.init_theta(sizes, head, rng, -0.5, out_scale=1.0)
+    k = K.act_dim_of(sizes, head)
+    X = rng.standard_normal((T, sizes[0]))
+    A = (rng.integers(0, sizes[-1], (T, 1)).astype(float) if head == K.HEAD_SOFTMAX
+         else rng.standard_normal((T, k)))
+    rew = rng.standard_normal(T)
+    coef = np.empty(T)
+    K.reward_to_go(rew, 0.99, 1.0, coef)
+    work, u, a = np.empty(K.work_size(sizes)), np.empty(k), np.empty(k)
+    center, scale = np.zeros(k), np.ones(k)
+    act = K.act_noise
 
-        def run_grad():
-            K.grad_gpomdp(theta, sizes, head, X, A, rew, 0.99, 1.0, out)
+    def run_act():  # as the sampler calls it: noise drawn per episode, one call per step
+        noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+        for t in range(T):
+            act(theta, sizes, head, X[t], noise[t], center, scale, True, work, u, a)
 
-        def run_numpy():
-            numpy_grad(theta, sizes, head, X, A, coef)
+    out = np.zeros_like(theta)
 
-        ref = numpy_grad(theta, sizes, head, X, A, coef)
-        mine = np.zeros_like(theta)
-        K.score_sum(theta, sizes, head, X, A, coef, mine)
-        err = float(np.max(np.abs(mine - ref)) / max(1e-300, np.max(np.abs(ref))))
-        t_act = _median_time(run_act, repeat) / T * 1e6
-        t_grad = _median_time(run_grad, repeat) / T * 1e6
-        t_np = _median_time(run_numpy, repeat) / T * 1e6
-        fl = flops_per_step(sizes_l)
-        rows.append({"kernel": name, "act_us_per_step": t_act, "grad_us_per_step": t_grad,
-                     "grad_gflops": fl / (t_grad * 1e3), "numpy_grad_us_per_step": t_np,
-                     "grad_speedup_vs_numpy": t_np / t_grad, "flops_per_step": fl,
-                     "max_rel_diff_vs_numpy": err})
-    return rows
+    def run_grad():
+        K.grad_gpomdp(theta, sizes, head, X, A, rew, 0.99, 1.0, out)
+
+    def run_numpy():
+        numpy_grad(theta, sizes, head, X, A, coef)
+
+    ref = numpy_grad(theta, sizes, head, X, A, coef)
+    mine = np.zeros_like(theta)
+    K.score_sum(theta, sizes, head, X, A, coef, mine)
+    err = float(np.max(np.abs(mine - ref)) / max(1e-300, np.max(np.abs(ref))))
+    t_act = _median_time(run_act, repeat) / T * 1e6
+    t_grad = _median_time(run_grad, repeat) / T * 1e6
+    t_np = _median_time(run_numpy, repeat) / T * 1e6
+    fl = flops_per_step(sizes_l)
+    return {"kernel": name, "act_us_per_step": t_act, "grad_us_per_step": t_grad,
+            "grad_gflops": fl / (t_grad * 1e3), "numpy_grad_us_per_step": t_np,
+            "grad_speedup_vs_numpy": t_np / t_grad, "flops_per_step": fl,
+            "max_rel_diff_vs_numpy": err}
 
 
 def print_table(rows: list[dict]) -> None:

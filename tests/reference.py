@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-
 from nigt_hpc.kernels import HEAD_GAUSS_LOGSTD, HEAD_GAUSS_SOFTPLUS, HEAD_SOFTMAX, SIGMA_MIN
 
 

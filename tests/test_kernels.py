@@ -163,7 +163,7 @@ def test_gaussian_sampling_follows_mean_and_std():
     theta[2:4] = [0.5, -1.0]  # biases = means
     theta[4:6] = np.log([0.3, 2.0])
     rng = np.random.default_rng(1)
-    work, u, a = np.empty(K.work_size(sizes)), np.empty(2), np.empty(2)
+    work, a = np.empty(K.work_size(sizes)), np.empty(2)
     U = np.empty((20000, 2))
     for t in range(len(U)):
         K.act(theta, sizes, head, np.zeros(1), rng, np.zeros(2), np.full(2, 100.0), False,
