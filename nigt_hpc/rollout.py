@@ -33,6 +33,7 @@ class Trajectory:
     episode: int
     terminated: bool
     truncated: bool
+    resumed: bool = False  # begun at an earlier theta: its gradient needs g_IS
 
     @property
     def T(self) -> int:
@@ -47,7 +48,7 @@ class Trajectory:
     def copy(self) -> Trajectory:
         """Return a copy that owns its arrays (the sampler reuses its buffers)."""
         return Trajectory(self.obs.copy(), self.acts.copy(), self.rew.copy(), self.logp.copy(),
-                          self.episode, self.terminated, self.truncated)
+                          self.episode, self.terminated, self.truncated, self.resumed)
 
 
 def episode_seeds(seed: int, worker: int, episode: int) -> tuple[int, np.random.Generator]:
@@ -80,37 +81,59 @@ class Sampler:
         self.t_env = 0.0
         self.t_policy = 0.0
         self.steps = 0
+        # an interrupted episode kept for re-use: (steps done, last obs, noise, episode)
+        self._pending: tuple | None = None
+
+    @property
+    def has_pending(self) -> bool:
+        """Return whether an interrupted episode waits to be resumed."""
+        return self._pending is not None
+
+    def drop_pending(self) -> None:
+        """Forget an interrupted episode (its index stays consumed)."""
+        self._pending = None
 
     def rollout(self, theta: np.ndarray, poll: Callable[[int], bool] | None = None,
-                poll_every: int = 64,
-                on_step: Callable[[], None] | None = None) -> Trajectory | None:
-        """Return one trajectory at ``theta``, or None if ``poll`` asked to abandon it.
+                poll_every: int = 64, on_step: Callable[[], bool] | None = None,
+                keep: bool = False) -> Trajectory | None:
+        """Return one trajectory at ``theta``, or None if it was interrupted.
 
-        ``poll(steps_so_far)`` is called every ``poll_every`` env steps; ``on_step`` after
-        every env step (emulated per-step compute delay).  An abandoned episode still
-        consumes its episode index, so seeds never depend on when a round ended.
+        ``poll(steps_so_far)`` is called every ``poll_every`` env steps and ``on_step()``
+        after every env step (emulated compute delay); either returning True interrupts.
+        An interrupted episode is dropped (its index stays consumed, so seeds never depend
+        on when a round ended), or with ``keep`` saved and resumed by the next call, whose
+        steps are then sampled at that call's ``theta``.  Each step's behaviour
+        ``log pi`` is stored, so such a mixed trajectory is exact input for ``g_IS``.
         """
         spec = self.spec
-        env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
-        episode = self.episode
-        self.episode += 1
-        s, _ = self.env.reset(seed=env_seed)
-        # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
-        if self.discrete:
-            noise = rng.random((self.horizon, 1))
+        if self._pending is not None:
+            T, s, noise, episode = self._pending
+            self._pending = None
+            resumed = True
         else:
-            noise = rng.standard_normal((self.horizon, spec.act_dim))
+            env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
+            episode = self.episode
+            self.episode += 1
+            s, _ = self.env.reset(seed=env_seed)
+            # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
+            if self.discrete:
+                noise = rng.random((self.horizon, 1))
+            else:
+                noise = rng.standard_normal((self.horizon, spec.act_dim))
+            T = 0
+            resumed = False
         obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._a
         sizes, head, work = spec.sizes, spec.head, self._work
         center, scale, squash = spec.a_center, spec.a_scale, spec.squash
         terminated = truncated = False
-        T = 0
         clock = time.perf_counter
         t_env = t_pol = 0.0
         step = self.env.step
         act = K.act_noise
+        T0 = T
+        interrupted = False
         try:
-            for t in range(self.horizon):
+            for t in range(T0, self.horizon):
                 t0 = clock()
                 obs[t] = s
                 logp[t] = act(theta, sizes, head, obs[t], noise[t], center, scale, squash,
@@ -122,19 +145,26 @@ class Sampler:
                 t_pol += t1 - t0
                 rew[t] = r
                 T = t + 1
-                if on_step is not None:
-                    on_step()
+                told_to_stop = on_step is not None and on_step()
                 if terminated or truncated:
+                    break  # complete: kept even if the round ended during its last step
+                if told_to_stop:
+                    interrupted = True
                     break
                 if poll is not None and T % poll_every == 0 and poll(T):
-                    return None
+                    interrupted = True
+                    break
         finally:
             self.t_env += t_env
             self.t_policy += t_pol
-            self.steps += T
+            self.steps += T - T0
+        if interrupted:
+            if keep:
+                self._pending = (T, s, noise, episode)
+            return None
         truncated = not terminated  # the env's time limit or our horizon H cut it
         return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
-                          truncated)
+                          truncated, resumed)
 
     def add_grad(self, theta: np.ndarray, traj: Trajectory, weight: float,
                  out: np.ndarray) -> None:

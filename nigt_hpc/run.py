@@ -134,15 +134,18 @@ def agree(comm, err: str | None) -> str | None:
 def train(cfg: dict, comm, out: str | None = None, force: bool = False,
           quiet: bool = False) -> int:
     """Run ``nigt-hpc train`` on every rank of ``comm``; return the exit status."""
+    from .engine.afedpg import AFedPGEngine
     from .engine.mpi import MPIEngine
     from .metrics import RunOutput, write_json
 
     rank, size = comm.Get_rank(), comm.Get_size()
+    afedpg = cfg["algo"]["name"] == "afedpg"
+    worker = rank - 1 if afedpg else rank  # AFedPG: rank 0 is the server
     err = None
     env = info = spec = None
     try:
         check_rank_count(cfg, size)
-        env, info, spec = build(cfg, rank)
+        env, info, spec = build(cfg, max(worker, 0))
     except ConfigError as e:
         err = str(e)
     err = agree(comm, err)
@@ -175,10 +178,15 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
                   f"rank(s), d = {len(theta0)}, run directory {run_dir}", flush=True)
 
-    sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                      cfg["run"]["seed"], rank, info["obs_dim"], info["discrete"])
-    engine = MPIEngine(cfg, comm, sampler, theta0, timers,
-                       on_round=output.on_round if output else None)
+    sampler = None
+    if worker >= 0:
+        sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
+                          cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
+    on_round = output.on_round if output else None
+    if afedpg:
+        engine = AFedPGEngine(cfg, comm, sampler, theta0, timers, on_round=on_round)
+    else:
+        engine = MPIEngine(cfg, comm, sampler, theta0, timers, on_round=on_round)
     summary = engine.run()
     profiles = comm.gather({"rank": rank, **timers.as_dict()}, root=0)
     if rank == 0:

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..nigt import NIGT, PolicyGradient
 
-STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns")
+# per-worker statistics of a round; ``reports`` counts control-plane reports (Rennala's
+# fetch_adds), from which every rank derives the next round's counter base
+STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns", "reports")
 _S = len(STATS)
 # global slots after the d-vector: rank 0's elapsed seconds (so every rank sees the same
 # clock), and the number of ranks that asked to stop (signals, errors)
@@ -42,6 +44,7 @@ class LocalRound:
     episodes: int = 0
     return_sum: float = 0.0
     discarded: int = 0
+    reports: int = 0
     returns: deque = field(init=False)
 
     def __post_init__(self):
@@ -51,7 +54,7 @@ class LocalRound:
     def reset(self) -> None:
         """Zero everything for the next round."""
         self.g_sum[:] = 0.0
-        self.grads = self.env_steps = self.episodes = self.discarded = 0
+        self.grads = self.env_steps = self.episodes = self.discarded = self.reports = 0
         self.return_sum = 0.0
         self.returns.clear()
 
@@ -84,7 +87,7 @@ class Exchange:
         if worker is not None and local is not None:
             o = d + len(GLOBAL) + worker * self.per
             b[o : o + _S] = (local.grads, local.env_steps, local.episodes, local.return_sum,
-                             local.discarded, len(local.returns))
+                             local.discarded, len(local.returns), local.reports)
             rs = list(local.returns)
             b[o + _S : o + _S + len(rs)] = rs
         return b

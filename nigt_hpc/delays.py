@@ -1,0 +1,108 @@
+"""Emulated heterogeneity (the paper's time model): compute time h_i per env step and
+communication time kappa_i per d-vector exchange, slept for real by worker i.
+
+Workers are numbered i = 1..n as in the paper; global worker w (0-based) is i = w + 1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def compute_factors(cfg: dict, n: int) -> np.ndarray:
+    """Return h_i for workers i = 1..n (multiples of ``delays.compute_unit_s``).
+
+    ``exp`` draws one h_i ~ Exp(1) per worker from the run seed (inferred: fixed random
+    speeds, following the fixed computation model of Tyurin & Richtarik).
+    """
+    dc = cfg["delays"]
+    i = np.arange(1, n + 1, dtype=np.float64)
+    model = dc["compute"]
+    if model == "none":
+        return np.zeros(n)
+    if model == "const":
+        return np.ones(n)
+    if model == "sqrt":
+        return np.sqrt(i)
+    if model == "linear":
+        return i
+    if model == "exp":
+        rng = np.random.default_rng(np.random.SeedSequence([cfg["run"]["seed"], 0xDE1A]))
+        return rng.exponential(1.0, size=n)
+    lst = dc["compute_list"]
+    return np.array([lst[w % len(lst)] for w in range(n)], dtype=np.float64)
+
+
+def comm_factors(cfg: dict, n: int, d: int) -> np.ndarray:
+    """Return kappa_i for workers i = 1..n (multiples of ``delays.comm_unit_s``)."""
+    dc = cfg["delays"]
+    i = np.arange(1, n + 1, dtype=np.float64)
+    model = dc["comm"]
+    if model == "none":
+        return np.zeros(n)
+    if model == "const":
+        return np.ones(n)
+    if model == "sqrt":
+        return np.sqrt(i)
+    if model == "sqrt_d14":
+        return np.sqrt(i) * d**0.25
+    lst = dc["comm_list"]
+    return np.array([lst[w % len(lst)] for w in range(n)], dtype=np.float64)
+
+
+class Delay:
+    """Sleeps owed time in slices, checking ``interrupted`` between slices.
+
+    Per-step compute time is owed step by step and slept once at least ``min_sleep_s`` is
+    owed (``time.sleep`` costs about 60 µs, so tiny sleeps would overshoot), against a
+    deadline so the total stays exact.  A sleep stops early, returning True, as soon as
+    ``interrupted()`` says the round is over: a straggler told to stop mid-sleep stops
+    within one slice.
+    """
+
+    def __init__(self, per_step_s: float, slice_s: float = 1e-3, min_sleep_s: float = 2e-4):
+        self.per_step_s = float(per_step_s)
+        self.slice_s = slice_s
+        self.min_sleep_s = min_sleep_s
+        self.owed = 0.0
+        self.slept = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Return whether any per-step delay is configured."""
+        return self.per_step_s > 0.0
+
+    def step(self, interrupted: Callable[[], bool] | None) -> bool:
+        """Owe one env step of compute time; sleep it when due; return True if interrupted."""
+        self.owed += self.per_step_s
+        if self.owed < self.min_sleep_s:
+            return False
+        owed, self.owed = self.owed, 0.0
+        return self.sleep(owed, interrupted)
+
+    def sleep(self, seconds: float, interrupted: Callable[[], bool] | None = None) -> bool:
+        """Sleep ``seconds`` in slices; return True if ``interrupted()`` cut it short."""
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        try:
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0.0:
+                    return False
+                time.sleep(min(left, self.slice_s))
+                if interrupted is not None and interrupted():
+                    return True
+        finally:
+            self.slept += time.perf_counter() - t0
+
+
+def describe(h: np.ndarray, kappa: np.ndarray) -> str:
+    """Return a one-line description of the speed profile for status output."""
+    if not np.any(h) and not np.any(kappa):
+        return "no emulated delays"
+    fmt = lambda a: ", ".join(f"{x:.3g}" for x in a[:6]) + (", ..." if len(a) > 6 else "")  # noqa: E731
+    return f"h_i = [{fmt(h)}], kappa_i = [{fmt(kappa)}]" + ("" if math.isfinite(h.sum()) else "")

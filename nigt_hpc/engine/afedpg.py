@@ -1,0 +1,177 @@
+"""AFedPG baseline (ALGORITHMS section 4): a parameter-server loop with no Allreduce.
+
+Rank 0 is the server and samples nothing; ranks 1..n-1 are workers (global worker index
+``rank - 1``).  A worker samples one trajectory at its lookahead point
+``theta_tilde = theta_k + ((1-eta)/eta)(theta_k - theta_{k-1})``, sends ``g_H`` (d floats)
+to the server, and waits for fresh parameters.  On every arrival the server updates at once,
+``d <- (1-eta) d + eta g``, ``theta_{k+1} = theta_k + alpha d/||d||``, and sends
+``(theta_{k+1}, theta_k)`` (2d floats) back to that worker only.  The per-gradient traffic
+is the point of the comparison: it is not batched.  One metrics record per server update.
+
+Choices (inferred): constant eta and alpha (the delay-dependent schedule is unpublished);
+the first arrival is the initial direction ``d_0`` (round 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from ..delays import Delay, comm_factors, compute_factors
+from ..rollout import Sampler
+from ..timers import Timers
+from .common import RoundBook
+
+TAG_GRAD = 21
+TAG_PARAMS = 22
+HDR = 4  # worker -> server header: version, env steps, episodes (1), return
+
+
+class AFedPGEngine:
+    """Server on rank 0, workers on every other rank of ``comm``."""
+
+    def __init__(self, cfg: dict, comm: MPI.Comm, sampler: Sampler | None,
+                 theta0: np.ndarray, timers: Timers, on_round=None):
+        self.cfg, self.comm, self.timers, self.on_round = cfg, comm, timers, on_round
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.n = self.size - 1
+        self.sampler = sampler
+        self.d = len(theta0)
+        self.theta0 = np.array(theta0, dtype=np.float64)
+        self.eta, self.alpha = cfg["algo"]["eta"], cfg["algo"]["alpha"]
+        self.book = RoundBook(cfg, self.n)
+        self.window = cfg["run"]["target_window"]
+        h = compute_factors(cfg, self.n)
+        kappa = comm_factors(cfg, self.n, self.d)
+        w = max(self.rank - 1, 0)
+        self.delay = Delay(h[w] * cfg["delays"]["compute_unit_s"])
+        self.comm_delay_s = kappa[w] * cfg["delays"]["comm_unit_s"]
+        self.staleness: list[int] = []
+
+    # ------------------------------------------------------------------ server
+
+    def _serve(self) -> dict:
+        d, n = self.d, self.n
+        theta, theta_prev = self.theta0.copy(), self.theta0.copy()
+        direction = np.zeros(d)
+        params = np.empty(2 + 2 * d)
+        msg = np.empty(HDR + d)
+        status = MPI.Status()
+        t_start = time.perf_counter()
+
+        def send_params(dest: int, go: bool, k: int) -> None:
+            params[0], params[1] = (1.0 if go else 0.0), k
+            params[2 : 2 + d], params[2 + d :] = theta, theta_prev
+            self.comm.Send(params, dest=dest, tag=TAG_PARAMS)
+
+        for j in range(1, self.size):
+            send_params(j, True, 0)
+        k = 0
+        outstanding = n  # workers that have not yet been told to stop
+        stopping = False
+        while outstanding:
+            t0 = time.perf_counter()
+            self.comm.Recv(msg, source=MPI.ANY_SOURCE, tag=TAG_GRAD, status=status)
+            self.timers.add("wait", time.perf_counter() - t0)
+            j = status.Get_source()
+            if stopping:
+                send_params(j, False, k)
+                outstanding -= 1
+                continue
+            version, steps, eps, ret = msg[:HDR]
+            g = msg[HDR:]
+            self.staleness.append(k - int(version))
+            if k == 0:
+                direction[:] = g  # d_0 (inferred: the first arrival)
+            else:
+                direction *= 1.0 - self.eta
+                direction += self.eta * g
+            norm = float(np.linalg.norm(direction))
+            theta_prev[:] = theta
+            if norm > 0.0:
+                theta += (self.alpha / norm) * direction
+            stats = np.zeros((n, 7))
+            stats[j - 1, :] = (1, steps, eps, ret * eps, 0, eps, 1)
+            self.book.comm_bytes += 8 * d + 16 * d  # g up, (theta, theta_prev) down
+            elapsed = time.perf_counter() - t_start
+            rets = [[] for _ in range(n)]
+            rets[j - 1] = [ret] if eps else []
+            record = self.book.record(k, elapsed, stats, rets, theta)
+            record["staleness"] = self.staleness[-1]
+            if self.on_round is not None:
+                self.on_round(record)
+            stop = self.book.should_stop(k, elapsed, 0)
+            k += 1
+            if stop:
+                stopping = True
+                send_params(j, False, k)
+                outstanding -= 1
+            else:
+                send_params(j, True, k)
+        self.rounds = k - 1
+        self.wall = time.perf_counter() - t_start
+        return theta
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        d = self.d
+        params = np.empty(2 + 2 * d)
+        msg = np.empty(HDR + d)
+        on_step = (lambda: self.delay.step(None)) if self.delay.active else None
+        t0 = time.perf_counter()
+        self.comm.Recv(params, source=0, tag=TAG_PARAMS)
+        self.timers.add("wait", time.perf_counter() - t0)
+        while params[0] == 1.0:
+            theta, theta_prev = params[2 : 2 + d], params[2 + d :]
+            theta_tilde = theta + ((1.0 - self.eta) / self.eta) * (theta - theta_prev)
+            steps0 = self.sampler.steps
+            traj = self.sampler.rollout(theta_tilde, on_step=on_step)
+            msg[HDR:] = 0.0
+            t0 = time.perf_counter()
+            self.sampler.add_grad(theta_tilde, traj, 1.0, msg[HDR:])
+            self.timers.add("grad", time.perf_counter() - t0)
+            msg[:HDR] = (params[1], self.sampler.steps - steps0, 1.0, traj.ret)
+            if self.comm_delay_s > 0.0:
+                self.delay.sleep(self.comm_delay_s)
+            t0 = time.perf_counter()
+            self.comm.Send(msg, dest=0, tag=TAG_GRAD)
+            self.comm.Recv(params, source=0, tag=TAG_PARAMS)
+            self.timers.add("wait", time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ both
+
+    def run(self) -> dict:
+        """Run until the server's stop rule holds; return a summary (theta from the server)."""
+        self.comm.Barrier()
+        t_start = time.perf_counter()
+        theta = None
+        if self.rank == 0:
+            theta = self._serve()
+        else:
+            self._work()
+        wall = time.perf_counter() - t_start
+        summary = None
+        if self.rank == 0:
+            b = self.book
+            summary = {
+                "rounds": self.rounds, "env_steps": b.env_steps,
+                "episodes": b.episodes_total, "wall_s": self.wall,
+                "return_window": float(np.mean(b.window)) if b.window else None,
+                "best_window": b.best_window if b.best_window > -math.inf else None,
+                "stop_reason": b.stop_reason,
+                "staleness_mean": float(np.mean(self.staleness)) if self.staleness else 0.0,
+            }
+        summary = self.comm.bcast(summary, root=0)
+        theta = self.comm.bcast(theta, root=0)
+        summary["theta"] = theta
+        t = self.timers
+        if self.sampler is not None:
+            t.add("env_step", self.sampler.t_env, 0)
+            t.add("policy", self.sampler.t_policy, 0)
+        t.add("delay", self.delay.slept, 0)
+        t.extra["wall_s"] = wall
+        return summary
