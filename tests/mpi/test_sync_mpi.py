@@ -9,25 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from nigt_hpc import config, run
-from nigt_hpc.engine.mpi import MPIEngine
-from nigt_hpc.rollout import Sampler
-from nigt_hpc.timers import Timers
-
-
-def all_ok(comm, ok: bool) -> bool:
-    from mpi4py import MPI
-
-    return bool(comm.allreduce(int(bool(ok)), op=MPI.MIN))
-
-
-def engine_for(comm, sets, collect=None):
-    cfg = config.load(None, sets)
-    env, info, spec = run.build(cfg, comm.Get_rank())
-    sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                      cfg["run"]["seed"], comm.Get_rank(), info["obs_dim"], info["discrete"])
-    theta0 = spec.init_theta(cfg["run"]["seed"], cfg["policy"]["init_log_std"])
-    return MPIEngine(cfg, comm, sampler, theta0, Timers(), on_round=collect)
+from tests.mpi.helpers import all_ok, engine_for
 
 
 @pytest.mark.mpi(min_size=2)
@@ -40,7 +22,7 @@ def test_theta_is_bitwise_identical_on_every_rank(algo):
     eng = engine_for(comm, [f"algo.name={algo}", "run.max_rounds=25", "algo.M=6",
                             "run.target_return=inf", "env.id=Pendulum-v1",
                             "policy.kind=mlp", "policy.hidden=[8]", "env.horizon=50"],
-                     rows.append)
+                     rows.append)[0]
     s = eng.run()
     digest = hashlib.sha256(s["theta"].tobytes()).hexdigest()
     digests = comm.allgather(digest)
@@ -57,8 +39,8 @@ def test_one_allreduce_per_round_and_shared_stop_decision():
 
     comm = MPI.COMM_WORLD
     rows = []
-    eng = engine_for(comm, ["run.max_rounds=0", "run.max_env_steps=3000", "algo.M=4"],
-                     rows.append)
+    eng = engine_for(comm, ["run.max_rounds=0", "run.max_env_steps=3000", "algo.M=4",
+                            "algo.name=sync_nigt"], rows.append)[0]
     s = eng.run()
     rounds = comm.allgather(s["rounds"])
     ok = len(set(rounds)) == 1 and s["stop_reason"] == "max_env_steps reached"

@@ -1,0 +1,30 @@
+"""Helpers for tests that run on real ranks: agree before asserting (PITFALLS P2)."""
+
+from nigt_hpc import config, run
+from nigt_hpc.engine.afedpg import AFedPGEngine
+from nigt_hpc.engine.mpi import MPIEngine
+from nigt_hpc.rollout import Sampler
+from nigt_hpc.timers import Timers
+
+
+def all_ok(comm, ok: bool) -> bool:
+    """Return True on every rank iff ``ok`` holds on every rank."""
+    from mpi4py import MPI
+
+    return bool(comm.allreduce(int(bool(ok)), op=MPI.MIN))
+
+
+def engine_for(comm, sets, collect=None):
+    """Return (engine, timers) for the config ``sets`` on ``comm``."""
+    cfg = config.load(None, list(sets))
+    afedpg = cfg["algo"]["name"] == "afedpg"
+    worker = comm.Get_rank() - 1 if afedpg else comm.Get_rank()
+    env, info, spec = run.build(cfg, max(worker, 0))
+    sampler = None
+    if worker >= 0:
+        sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
+                          cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
+    theta0 = spec.init_theta(cfg["run"]["seed"], cfg["policy"]["init_log_std"])
+    timers = Timers()
+    cls = AFedPGEngine if afedpg else MPIEngine
+    return cls(cfg, comm, sampler, theta0, timers, on_round=collect), timers
