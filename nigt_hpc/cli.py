@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
+    r = sub.add_parser("report", help="summary and per-rank timer table of a run directory")
+    r.add_argument("run_dir")
+
     b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
     b.add_argument("what", choices=["kernels"])
     b.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
@@ -83,6 +86,12 @@ def _check(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from . import report
+
+    return report.main(args.run_dir)
+
+
 def _bench(args) -> int:
     from . import bench
 
@@ -107,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit with its status."""
     try:
         args = build_parser().parse_args(argv)
-        code = {"train": _train, "check": _check, "bench": _bench}[args.command](args)
+        code = {"train": _train, "check": _check, "report": _report,
+                "bench": _bench}[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2

@@ -19,6 +19,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+__all__ = ["ConfigError", "load", "dumps", "defaults", "merge", "parse_set", "tomllib"]
+
 
 class ConfigError(ValueError):
     """A user-caused error: bad config, CLI argument, env id or rank count."""

@@ -6,11 +6,29 @@ Workers are numbered i = 1..n as in the paper; global worker w (0-based) is i = 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 import numpy as np
+
+
+def _factors(model: str, lst: list, n: int, seed: int, d: int) -> np.ndarray:
+    """Return the per-worker factor of ``model`` for workers i = 1..n."""
+    i = np.arange(1, n + 1, dtype=np.float64)
+    if model == "none":
+        return np.zeros(n)
+    if model == "const":
+        return np.ones(n)
+    if model == "sqrt":
+        return np.sqrt(i)
+    if model == "linear":
+        return i
+    if model == "sqrt_d14":
+        return np.sqrt(i) * d**0.25
+    if model == "exp":
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE1A]))
+        return rng.exponential(1.0, size=n)
+    return np.array([lst[w % len(lst)] for w in range(n)], dtype=np.float64)  # from_list
 
 
 def compute_factors(cfg: dict, n: int) -> np.ndarray:
@@ -20,38 +38,14 @@ def compute_factors(cfg: dict, n: int) -> np.ndarray:
     speeds, following the fixed computation model of Tyurin & Richtarik).
     """
     dc = cfg["delays"]
-    i = np.arange(1, n + 1, dtype=np.float64)
-    model = dc["compute"]
-    if model == "none":
-        return np.zeros(n)
-    if model == "const":
-        return np.ones(n)
-    if model == "sqrt":
-        return np.sqrt(i)
-    if model == "linear":
-        return i
-    if model == "exp":
-        rng = np.random.default_rng(np.random.SeedSequence([cfg["run"]["seed"], 0xDE1A]))
-        return rng.exponential(1.0, size=n)
-    lst = dc["compute_list"]
-    return np.array([lst[w % len(lst)] for w in range(n)], dtype=np.float64)
+    return _factors(dc["compute"], dc["compute_list"], n, cfg["run"]["seed"], 0)
 
 
 def comm_factors(cfg: dict, n: int, d: int) -> np.ndarray:
-    """Return kappa_i for workers i = 1..n (multiples of ``delays.comm_unit_s``)."""
+    """Return kappa_i for workers i = 1..n (multiples of ``delays.comm_unit_s``);
+    ``sqrt_d14`` is the paper's sqrt(i) * d^(1/4)."""
     dc = cfg["delays"]
-    i = np.arange(1, n + 1, dtype=np.float64)
-    model = dc["comm"]
-    if model == "none":
-        return np.zeros(n)
-    if model == "const":
-        return np.ones(n)
-    if model == "sqrt":
-        return np.sqrt(i)
-    if model == "sqrt_d14":
-        return np.sqrt(i) * d**0.25
-    lst = dc["comm_list"]
-    return np.array([lst[w % len(lst)] for w in range(n)], dtype=np.float64)
+    return _factors(dc["comm"], dc["comm_list"], n, cfg["run"]["seed"], d)
 
 
 class Delay:
@@ -98,11 +92,3 @@ class Delay:
                     return True
         finally:
             self.slept += time.perf_counter() - t0
-
-
-def describe(h: np.ndarray, kappa: np.ndarray) -> str:
-    """Return a one-line description of the speed profile for status output."""
-    if not np.any(h) and not np.any(kappa):
-        return "no emulated delays"
-    fmt = lambda a: ", ".join(f"{x:.3g}" for x in a[:6]) + (", ..." if len(a) > 6 else "")  # noqa: E731
-    return f"h_i = [{fmt(h)}], kappa_i = [{fmt(kappa)}]" + ("" if math.isfinite(h.sum()) else "")

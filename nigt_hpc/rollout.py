@@ -133,19 +133,25 @@ class Sampler:
         T0 = T
         interrupted = False
         try:
+            # two clock reads per step: policy + bookkeeping, then env.step
+            t_prev = clock()
             for t in range(T0, self.horizon):
-                t0 = clock()
                 obs[t] = s
                 logp[t] = act(theta, sizes, head, obs[t], noise[t], center, scale, squash,
                               work, acts[t], a)
                 action = int(a[0]) if self.discrete else a.copy()
                 t1 = clock()
                 s, r, terminated, truncated, _ = step(action)
-                t_env += clock() - t1
-                t_pol += t1 - t0
+                t2 = clock()
+                t_pol += t1 - t_prev
+                t_env += t2 - t1
+                t_prev = t2
                 rew[t] = r
                 T = t + 1
-                told_to_stop = on_step is not None and on_step()
+                told_to_stop = False
+                if on_step is not None:  # emulated compute: timed apart, as "delay"
+                    told_to_stop = on_step()
+                    t_prev = clock()
                 if terminated or truncated:
                     break  # complete: kept even if the round ended during its last step
                 if told_to_stop:

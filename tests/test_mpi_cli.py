@@ -29,7 +29,7 @@ def launch(n, *args, cwd):
 def test_two_ranks_train_and_split_the_batch(tmp_path):
     out = tmp_path / "run"
     p = launch(2, "train", "--out", str(out), "--set", "run.max_rounds=3", "--set",
-               "algo.M=6", cwd=tmp_path)
+               "algo.M=6", "--set", "algo.name=sync_nigt", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("nigt-hpc train:") == 1  # only rank 0 talks
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -45,3 +45,19 @@ def test_bad_input_under_mpi_prints_one_line_and_exits_2(tmp_path):
     assert p.returncode == 2
     assert p.stderr.count("error:") == 1 and "algo.eta" in p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_two_ranks_rennala_accepts_exactly_M_and_report_reads_the_run(tmp_path):
+    out = tmp_path / "run"
+    p = launch(2, "train", "--out", str(out), "--set", "run.max_rounds=5", "--set",
+               "algo.M=7", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(sum(r["grads_per_worker"]) == 7 == r["grads"] for r in rows[1:])
+    rep = subprocess.run([sys.executable, "-m", "nigt_hpc", "report", str(out)],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert rep.returncode == 0, rep.stderr
+    assert "rennala_nigt on CartPole-v1, 2 rank(s)" in rep.stdout
+    for phase in ("env_step", "policy", "grad", "wait", "collective", "idle", "other"):
+        assert phase in rep.stdout
+    assert "idle fraction" in rep.stdout

@@ -1,0 +1,44 @@
+"""Emulated delay models and the interruptible sleep."""
+
+import time
+
+import numpy as np
+
+from nigt_hpc import config
+from nigt_hpc.delays import Delay, comm_factors, compute_factors
+
+
+def cfg_with(*sets):
+    return config.load(None, list(sets))
+
+
+def test_models_follow_the_paper_indexing_from_one():
+    np.testing.assert_array_equal(compute_factors(cfg_with("delays.compute=sqrt"), 4),
+                                  np.sqrt([1, 2, 3, 4]))
+    np.testing.assert_array_equal(compute_factors(cfg_with("delays.compute=linear"), 3),
+                                  [1, 2, 3])
+    np.testing.assert_array_equal(
+        compute_factors(cfg_with("delays.compute=from_list", "delays.compute_list=[1, 5]"),
+                        5), [1, 5, 1, 5, 1])
+    k = comm_factors(cfg_with("delays.comm=sqrt_d14"), 3, d=10_000)
+    np.testing.assert_allclose(k, np.sqrt([1, 2, 3]) * 10.0)
+    assert not compute_factors(cfg_with(), 3).any()
+
+
+def test_exp_speeds_are_fixed_by_the_seed():
+    a = compute_factors(cfg_with("delays.compute=exp"), 6)
+    b = compute_factors(cfg_with("delays.compute=exp"), 6)
+    c = compute_factors(cfg_with("delays.compute=exp", "run.seed=1"), 6)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and (a > 0).all()
+
+
+def test_step_delays_add_up_and_sleep_is_interruptible():
+    d = Delay(per_step_s=1e-4)
+    t0 = time.perf_counter()
+    for _ in range(100):
+        assert d.step(None) is False
+    assert time.perf_counter() - t0 >= 0.0095  # 100 x 0.1 ms owed and slept
+    t0 = time.perf_counter()
+    assert Delay(0).sleep(1.0, interrupted=lambda: True) is True
+    assert time.perf_counter() - t0 < 0.05  # stopped after one 1 ms slice
