@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 
 from . import __version__
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: run.out, else runs/<timestamp>)")
     t.add_argument("--force", action="store_true",
                    help="reuse a non-empty run directory, replacing its run files")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue RUN_DIR from its checkpoint, under its own config.toml")
     t.add_argument("--quiet", action="store_true", help="no progress or summary lines")
 
     c = sub.add_parser("check", help="validate a config and print it resolved")
@@ -65,7 +68,12 @@ def _train(args) -> int:
     comm = MPI.COMM_WORLD
     err, cfg = None, None
     try:
-        cfg = config.load(args.config, args.set)
+        if args.resume and (args.out or args.force):
+            raise ConfigError("--resume continues a run in place: it takes no --out or --force")
+        if args.resume:
+            cfg = run.resolve_resume(args.resume, args.config, args.set)
+        else:
+            cfg = config.load(args.config, args.set)
     except ConfigError as e:
         err = str(e)
     err = run.agree(comm, err)
@@ -73,7 +81,8 @@ def _train(args) -> int:
         if comm.Get_rank() == 0:
             print(f"error: {err}", file=sys.stderr)
         return 2
-    return run.train(cfg, comm, out=args.out, force=args.force, quiet=args.quiet)
+    return run.train(cfg, comm, out=args.out, force=args.force, quiet=args.quiet,
+                     resume=args.resume)
 
 
 def _check(args) -> int:
@@ -105,9 +114,13 @@ def _fatal(exc: BaseException) -> None:
         mpi = sys.modules["mpi4py.MPI"]
         if mpi.Is_initialized() and not mpi.Is_finalized():
             rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
-    traceback.print_exception(exc, file=sys.stderr)
+    # The one line first: MPI_Abort can end the job before the launcher has forwarded
+    # everything a rank wrote, so the cause must not sit behind a long traceback.
     print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.flush()
     if mpi is not None and size > 1:
+        time.sleep(0.5)  # let the launcher forward this rank's output before the abort
         mpi.COMM_WORLD.Abort(1)
     os._exit(1)
 

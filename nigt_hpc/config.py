@@ -54,6 +54,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "target_window": F(20, "int", ge=1, help="episodes in the target mean"),
         "checkpoint_every_s": F(60.0, "float", ge=0, help="seconds between checkpoints"),
         "progress_every_s": F(2.0, "float", ge=0, help="seconds between status lines"),
+        "max_nonfinite": F(10, "int", ge=0, help="non-finite gradients tolerated per run"),
+        "trace": F(False, "bool", help="write trace.json (Chrome/Perfetto timeline)"),
     },
     "env": {
         "id": F("CartPole-v1", "str", help="gymnasium id, or module:Env-v0"),

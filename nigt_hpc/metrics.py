@@ -21,6 +21,7 @@ class RunOutput:
         self.stream = stream or sys.stdout
         self.last_print = -math.inf
         self.last = None
+        self.idle_fn = None  # rank 0's (idle + wait) / elapsed, for the status line
 
     def on_round(self, record: dict) -> None:
         """Append ``record`` to metrics.jsonl; print a status line when one is due."""
@@ -30,7 +31,8 @@ class RunOutput:
         now = time.monotonic()
         if not self.quiet and now - self.last_print >= self.every:
             self.last_print = now
-            self.stream.write(status_line(record) + "\n")
+            shown = record if self.idle_fn is None else {**record, "idle_frac": self.idle_fn()}
+            self.stream.write(status_line(shown) + "\n")
             self.stream.flush()
 
     def close(self) -> None:

@@ -131,12 +131,32 @@ def agree(comm, err: str | None) -> str | None:
     return next((e for e in errs if e is not None), None)
 
 
+def resolve_resume(run_dir: str, config_path: str | None, sets: list[str]) -> dict:
+    """Return the config of a resumed run: the run's own, with only limits changed."""
+    from . import checkpoint
+
+    own = os.path.join(run_dir, "config.toml")
+    if not os.path.isfile(own):
+        raise ConfigError(f"--resume {run_dir!r}: no config.toml in it (not a run directory?)")
+    old = config.load(own)
+    new = config.load(config_path or own, sets)
+    bad = [k for k in checkpoint.config_differences(old, new)
+           if k not in checkpoint.RESUMABLE_KEYS]
+    if bad:
+        raise ConfigError(f"--resume {run_dir!r}: {bad[0]} differs from the run's config.toml; "
+                          "a resumed run may change only limits ("
+                          + ", ".join(sorted(checkpoint.RESUMABLE_KEYS)) + ")")
+    return new
+
+
 def train(cfg: dict, comm, out: str | None = None, force: bool = False,
-          quiet: bool = False) -> int:
+          quiet: bool = False, resume: str | None = None) -> int:
     """Run ``nigt-hpc train`` on every rank of ``comm``; return the exit status."""
+    from . import checkpoint
     from .engine.afedpg import AFedPGEngine
     from .engine.mpi import MPIEngine
     from .metrics import RunOutput, write_json
+    from .signals import StopFlag
 
     rank, size = comm.Get_rank(), comm.Get_size()
     afedpg = cfg["algo"]["name"] == "afedpg"
@@ -149,55 +169,98 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     except ConfigError as e:
         err = str(e)
     err = agree(comm, err)
-    run_dir = None
+    run_dir, ckpt = None, None
     if err is None and rank == 0:
         try:
-            run_dir = resolve_run_dir(cfg, out)
-            check_run_dir(run_dir, force)
+            if resume:
+                run_dir = resume
+                arrays, state = checkpoint.load(run_dir)
+                checkpoint.check_compatible(state, arrays, size, spec.n_params,
+                                            cfg["algo"]["name"], run_dir)
+                ckpt = (arrays, state)
+            else:
+                run_dir = resolve_run_dir(cfg, out)
+                check_run_dir(run_dir, force)
         except ConfigError as e:
             err = str(e)
-    err, run_dir = comm.bcast((err, run_dir) if rank == 0 else None, root=0)
+    err, run_dir, ckpt = comm.bcast((err, run_dir, ckpt) if rank == 0 else None, root=0)
     if err is not None:
         if rank == 0:
             print(f"error: {err}", file=sys.stderr)
         return 2
 
+    stop_flag = StopFlag().install()
     timers = Timers()
     timers.extra["compile_s"] = warmup_node_ordered(comm)
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     output = None
     if rank == 0:
-        prepare_run_dir(run_dir, force)
+        if resume:
+            _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
+        else:
+            prepare_run_dir(run_dir, force)
         meta = {"ranks": size, "workers": n_workers(cfg, size), "d": len(theta0),
                 **versions()}
+        if resume:
+            meta["resumed_from_round"] = ckpt[1]["round"]
         with open(os.path.join(run_dir, "config.toml"), "w", encoding="utf-8") as fh:
             fh.write(config.dumps(cfg, meta))
         output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"])
         if not quiet:
+            what = f"resuming after round {ckpt[1]['round']}" if resume else "run directory"
             print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
-                  f"rank(s), d = {len(theta0)}, run directory {run_dir}", flush=True)
+                  f"rank(s), d = {len(theta0)}, {what} {run_dir}", flush=True)
+
+    def on_checkpoint(arrays: dict, state: dict) -> None:
+        output.fh.flush()
+        state["metrics_offset"] = output.fh.tell()
+        checkpoint.save(run_dir, arrays, state)
 
     sampler = None
     if worker >= 0:
         sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
                           cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
-    on_round = output.on_round if output else None
-    if afedpg:
-        engine = AFedPGEngine(cfg, comm, sampler, theta0, timers, on_round=on_round)
-    else:
-        engine = MPIEngine(cfg, comm, sampler, theta0, timers, on_round=on_round)
+    kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
+          "on_checkpoint": on_checkpoint if rank == 0 else None}
+    cls = AFedPGEngine if afedpg else MPIEngine
+    engine = cls(cfg, comm, sampler, theta0, timers, **kw)
+    if ckpt is not None:
+        engine.restore(*ckpt)
+    if output is not None:
+        output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
+                                  / max(1e-9, time.perf_counter() - engine.t_start))
     summary = engine.run()
     profiles = comm.gather({"rank": rank, **timers.as_dict()}, root=0)
+    traces = comm.gather(summary.pop("trace", None), root=0)
     if rank == 0:
         output.close()
         write_json(os.path.join(run_dir, "profile.json"),
                    {"ranks": profiles, "wall_s": summary["wall_s"]})
         np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
+        if cfg["run"]["trace"]:
+            write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
         if not quiet:
             print(summary_text(summary, run_dir, profiles), flush=True)
-    env.close()
-    return 0
+    if env is not None:
+        env.close()
+    return stop_flag.exit_status() if summary.get("signalled") else 0
+
+
+def _truncate(path: str, offset: int) -> None:
+    """Cut ``path`` back to ``offset`` bytes: rounds after the checkpoint are redone."""
+    with open(path, "r+b") as fh:
+        fh.truncate(offset)
+
+
+def trace_document(traces: list) -> dict:
+    """Return a Chrome/Perfetto trace with one track per rank."""
+    events = []
+    for rank, evs in enumerate(traces):
+        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": rank,
+                       "args": {"name": f"rank {rank}"}})
+        events.extend(evs or [])
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
 def summary_text(s: dict, run_dir: str, profiles: list) -> str:
@@ -205,8 +268,11 @@ def summary_text(s: dict, run_dir: str, profiles: list) -> str:
     rate = s["env_steps"] / s["wall_s"] if s["wall_s"] > 0 else 0.0
     win = "-" if s["return_window"] is None else f"{s['return_window']:.1f}"
     compile_s = max(p.get("compile_s", 0.0) for p in profiles)
-    return (f"done: {s['stop_reason']} after {s['rounds']} rounds, {s['env_steps']:,} env "
+    return (f"{'stopped' if s.get('signalled') else 'done'}: {s['stop_reason']} after "
+            f"{s['rounds']} rounds, {s['env_steps']:,} env "
             f"steps, {s['episodes']:,} episodes in {s['wall_s']:.2f} s of training "
             f"({rate:,.0f} steps/s; kernel warm-up {compile_s:.2f} s excluded)\n"
             f"      mean return of the last episodes: {win}\n"
-            f"      run directory: {run_dir}")
+            f"      run directory: {run_dir}"
+            + (f"\n      resume with: nigt-hpc train --resume {run_dir}"
+               if s.get("signalled") else ""))

@@ -24,3 +24,41 @@ class Chain(gym.Env):
 
 
 gym.register("NigtChain-v0", entry_point=Chain, max_episode_steps=50)
+
+
+class Exploding(Chain):
+    """Raises inside ``step`` after ``explode_at`` steps (0 = never): a user's env bug."""
+
+    def __init__(self, explode_at=0):
+        super().__init__()
+        self.explode_at = explode_at
+        self.n = 0
+
+    def step(self, action):
+        self.n += 1
+        if self.explode_at and self.n >= self.explode_at:
+            raise RuntimeError("boom from the environment")
+        return super().step(action)
+
+
+class NanReward(Chain):
+    """Returns a NaN reward in every ``nan_every``-th episode (1 = always)."""
+
+    def __init__(self, nan_every=1):
+        super().__init__()
+        self.nan_every = nan_every
+        self.episode = 0
+
+    def reset(self, seed=None, options=None):
+        self.episode += 1
+        return super().reset(seed=seed)
+
+    def step(self, action):
+        obs, r, term, trunc, info = super().step(action)
+        if self.episode % self.nan_every == 0:
+            r = float("nan")
+        return obs, r, term, trunc, info
+
+
+gym.register("NigtExploding-v0", entry_point=Exploding, max_episode_steps=50)
+gym.register("NigtNanReward-v0", entry_point=NanReward, max_episode_steps=50)

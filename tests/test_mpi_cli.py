@@ -61,3 +61,19 @@ def test_two_ranks_rennala_accepts_exactly_M_and_report_reads_the_run(tmp_path):
     for phase in ("env_step", "policy", "grad", "wait", "collective", "idle", "other"):
         assert phase in rep.stdout
     assert "idle fraction" in rep.stdout
+
+
+def test_trace_has_one_track_per_rank_and_progress_shows_idle(tmp_path):
+    out = tmp_path / "run"
+    p = launch(2, "train", "--out", str(out), "--set", "run.max_rounds=4", "--set",
+               "run.trace=true", "--set", "run.progress_every_s=0", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    status = [x for x in p.stdout.splitlines() if x.startswith("round ")]
+    assert len(status) == 5 and all("idle" in x and "k/s" in x for x in status)
+    trace = json.loads((out / "trace.json").read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in trace if e["ph"] == "M"}
+    assert names == {"rank 0", "rank 1"}
+    for rank in (0, 1):
+        mine = [e for e in trace if e["ph"] == "X" and e["tid"] == rank]
+        assert [e["name"] for e in mine].count("allreduce") == 5
+        assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in mine)

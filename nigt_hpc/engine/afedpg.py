@@ -23,7 +23,7 @@ from mpi4py import MPI
 from ..delays import Delay, comm_factors, compute_factors
 from ..rollout import Sampler
 from ..timers import Timers
-from .common import RoundBook
+from .common import STATS, RoundBook
 
 TAG_GRAD = 21
 TAG_PARAMS = 22
@@ -34,8 +34,14 @@ class AFedPGEngine:
     """Server on rank 0, workers on every other rank of ``comm``."""
 
     def __init__(self, cfg: dict, comm: MPI.Comm, sampler: Sampler | None,
-                 theta0: np.ndarray, timers: Timers, on_round=None):
+                 theta0: np.ndarray, timers: Timers, on_round=None, stop_flag=None,
+                 on_checkpoint=None):
         self.cfg, self.comm, self.timers, self.on_round = cfg, comm, timers, on_round
+        self.stop_flag, self.on_checkpoint = stop_flag, on_checkpoint
+        self.k0 = 0  # server updates done by the runs this one resumes
+        self.t_offset = 0.0
+        self.direction0: np.ndarray | None = None
+        self.theta_prev0: np.ndarray | None = None
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.n = self.size - 1
         self.sampler = sampler
@@ -55,8 +61,9 @@ class AFedPGEngine:
 
     def _serve(self) -> dict:
         d, n = self.d, self.n
-        theta, theta_prev = self.theta0.copy(), self.theta0.copy()
-        direction = np.zeros(d)
+        theta = self.theta0.copy()
+        theta_prev = self.theta0.copy() if self.theta_prev0 is None else self.theta_prev0.copy()
+        direction = np.zeros(d) if self.direction0 is None else self.direction0.copy()
         params = np.empty(2 + 2 * d)
         msg = np.empty(HDR + d)
         status = MPI.Status()
@@ -67,9 +74,9 @@ class AFedPGEngine:
             params[2 : 2 + d], params[2 + d :] = theta, theta_prev
             self.comm.Send(params, dest=dest, tag=TAG_PARAMS)
 
+        k = self.k0
         for j in range(1, self.size):
-            send_params(j, True, 0)
-        k = 0
+            send_params(j, True, k)
         outstanding = n  # workers that have not yet been told to stop
         stopping = False
         while outstanding:
@@ -93,17 +100,20 @@ class AFedPGEngine:
             theta_prev[:] = theta
             if norm > 0.0:
                 theta += (self.alpha / norm) * direction
-            stats = np.zeros((n, 7))
-            stats[j - 1, :] = (1, steps, eps, ret * eps, 0, eps, 1)
+            stats = np.zeros((n, len(STATS)))
+            row = dict(grads=1, env_steps=steps, episodes=eps, return_sum=ret * eps,
+                       n_returns=eps, reports=1)
+            stats[j - 1, :] = [row.get(name, 0) for name in STATS]
             self.book.comm_bytes += 8 * d + 16 * d  # g up, (theta, theta_prev) down
-            elapsed = time.perf_counter() - t_start
+            elapsed = self.t_offset + time.perf_counter() - t_start
             rets = [[] for _ in range(n)]
             rets[j - 1] = [ret] if eps else []
             record = self.book.record(k, elapsed, stats, rets, theta)
             record["staleness"] = self.staleness[-1]
             if self.on_round is not None:
                 self.on_round(record)
-            stop = self.book.should_stop(k, elapsed, 0)
+            signalled = self.stop_flag is not None and self.stop_flag.requested
+            stop = self.book.should_stop(k, elapsed, int(signalled))
             k += 1
             if stop:
                 stopping = True
@@ -113,6 +123,8 @@ class AFedPGEngine:
                 send_params(j, True, k)
         self.rounds = k - 1
         self.wall = time.perf_counter() - t_start
+        self.final = {"theta": theta, "theta_prev": theta_prev, "direction": direction,
+                      "k": k, "time_s": self.t_offset + self.wall}
         return theta
 
     # ------------------------------------------------------------------ worker
@@ -142,6 +154,37 @@ class AFedPGEngine:
             self.comm.Recv(params, source=0, tag=TAG_PARAMS)
             self.timers.add("wait", time.perf_counter() - t0)
 
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint(self) -> None:
+        """Write the end-of-run checkpoint: server state plus every worker's episode index
+        (collective).  AFedPG is checkpointed when it stops (by a limit or a signal)."""
+        mine = None
+        if self.sampler is not None:
+            mine = {"episode": self.sampler.episode, "steps": self.sampler.steps}
+        per_rank = self.comm.gather(mine, root=0)
+        if self.rank == 0 and self.on_checkpoint is not None:
+            f = self.final
+            arrays = {"theta": f["theta"], "theta_prev": f["theta_prev"],
+                      "direction": f["direction"]}
+            state = {"round": f["k"] - 1, "k": f["k"], "time_s": f["time_s"],
+                     "ranks": self.size, "algo": "afedpg", "book": self.book.state(),
+                     "per_rank": per_rank, "staleness": self.staleness}
+            self.on_checkpoint(arrays, state)
+
+    def restore(self, arrays: dict, state: dict) -> None:
+        """Continue from a checkpoint: the server resumes at update ``state['k']``."""
+        self.theta0 = arrays["theta"].copy()
+        self.theta_prev0 = arrays["theta_prev"].copy()
+        self.direction0 = arrays["direction"].copy()
+        self.k0 = state["k"]
+        self.t_offset = state["time_s"]
+        self.book.restore(state["book"])
+        self.staleness = list(state["staleness"])
+        mine = state["per_rank"][self.rank]
+        if self.sampler is not None and mine is not None:
+            self.sampler.episode, self.sampler.steps = mine["episode"], mine["steps"]
+
     # ------------------------------------------------------------------ both
 
     def run(self) -> dict:
@@ -168,6 +211,10 @@ class AFedPGEngine:
         summary = self.comm.bcast(summary, root=0)
         theta = self.comm.bcast(theta, root=0)
         summary["theta"] = theta
+        summary["signalled"] = self.book.signalled if self.rank == 0 else False
+        summary["signalled"] = self.comm.bcast(summary["signalled"], root=0)
+        summary["trace"] = None
+        self._checkpoint()
         t = self.timers
         if self.sampler is not None:
             t.add("env_step", self.sampler.t_env, 0)

@@ -17,11 +17,17 @@ from ..nigt import NIGT, PolicyGradient
 
 # per-worker statistics of a round; ``reports`` counts control-plane reports (Rennala's
 # fetch_adds), from which every rank derives the next round's counter base
-STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns", "reports")
+STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns", "reports",
+         "nonfinite")
 _S = len(STATS)
 # global slots after the d-vector: rank 0's elapsed seconds (so every rank sees the same
-# clock), and the number of ranks that asked to stop (signals, errors)
-GLOBAL = ("time_s", "stop_requests")
+# clock), the number of ranks that asked to stop (signals), and rank 0's "a checkpoint is
+# due" (its clock decides, so every rank checkpoints at the same round)
+GLOBAL = ("time_s", "stop_requests", "checkpoint_due")
+
+
+class NonFiniteGradients(RuntimeError):
+    """Too many gradients with NaN or inf: the run cannot be trusted any further."""
 
 
 def make_optimizer(cfg: dict, theta0: np.ndarray):
@@ -45,6 +51,7 @@ class LocalRound:
     return_sum: float = 0.0
     discarded: int = 0
     reports: int = 0
+    nonfinite: int = 0
     returns: deque = field(init=False)
 
     def __post_init__(self):
@@ -55,6 +62,7 @@ class LocalRound:
         """Zero everything for the next round."""
         self.g_sum[:] = 0.0
         self.grads = self.env_steps = self.episodes = self.discarded = self.reports = 0
+        self.nonfinite = 0
         self.return_sum = 0.0
         self.returns.clear()
 
@@ -74,7 +82,7 @@ class Exchange:
         self.buf = np.zeros(d + len(GLOBAL) + n_workers * self.per)
 
     def pack(self, worker: int | None, local: LocalRound | None, weight: float,
-             time_s: float, stop_request: bool) -> np.ndarray:
+             time_s: float, stop_request: bool, checkpoint_due: bool = False) -> np.ndarray:
         """Fill the buffer with this rank's share; ``worker=None`` for a rank that samples
         nothing.  ``time_s`` is counted only from rank 0 (others pass 0)."""
         b = self.buf
@@ -84,21 +92,24 @@ class Exchange:
             np.multiply(local.g_sum, weight, out=b[:d])
         b[d] = time_s
         b[d + 1] = 1.0 if stop_request else 0.0
+        b[d + 2] = 1.0 if checkpoint_due else 0.0
         if worker is not None and local is not None:
             o = d + len(GLOBAL) + worker * self.per
             b[o : o + _S] = (local.grads, local.env_steps, local.episodes, local.return_sum,
-                             local.discarded, len(local.returns), local.reports)
+                             local.discarded, len(local.returns), local.reports,
+                             local.nonfinite)
             rs = list(local.returns)
             b[o + _S : o + _S + len(rs)] = rs
         return b
 
-    def unpack(self) -> tuple[np.ndarray, float, int, np.ndarray, list[list[float]]]:
-        """Return (g, time_s, stop_requests, stats[n, S], recent returns per worker)."""
+    def unpack(self) -> tuple[np.ndarray, float, int, bool, np.ndarray, list[list[float]]]:
+        """Return (g, time_s, stop_requests, checkpoint_due, stats[n, S], recent returns)."""
         b, d = self.buf, self.d
         per = b[d + len(GLOBAL) :].reshape(self.n, self.per)
         stats = per[:, :_S].copy()
         rets = [list(per[i, _S : _S + int(stats[i, 5])]) for i in range(self.n)]
-        return b[:d].copy(), float(b[d]), int(round(b[d + 1])), stats, rets
+        return (b[:d].copy(), float(b[d]), int(round(b[d + 1])), bool(b[d + 2] > 0.0), stats,
+                rets)
 
 
 class RoundBook:
@@ -117,7 +128,26 @@ class RoundBook:
         self.comm_bytes = 0
         self.episodes_total = 0
         self.best_window = -math.inf
+        self.nonfinite = 0
+        self.max_nonfinite = r["max_nonfinite"]
         self.stop_reason: str | None = None
+        self.signalled = False
+
+    def state(self) -> dict:
+        """Return the counters a checkpoint must hold (JSON-ready)."""
+        return {"env_steps": self.env_steps, "collectives": self.collectives,
+                "comm_bytes": self.comm_bytes, "episodes_total": self.episodes_total,
+                "best_window": self.best_window if self.best_window > -math.inf else None,
+                "window": list(self.window), "nonfinite": self.nonfinite}
+
+    def restore(self, st: dict) -> None:
+        """Restore the counters of :meth:`state`."""
+        self.env_steps, self.collectives = st["env_steps"], st["collectives"]
+        self.comm_bytes, self.episodes_total = st["comm_bytes"], st["episodes_total"]
+        self.best_window = -math.inf if st["best_window"] is None else st["best_window"]
+        self.window.clear()
+        self.window.extend(st["window"])
+        self.nonfinite = st["nonfinite"]
 
     def record(self, rnd: int, time_s: float, stats: np.ndarray, rets: list[list[float]],
                theta: np.ndarray) -> dict:
@@ -128,6 +158,13 @@ class RoundBook:
         ret_sum = stats[:, 3]
         self.env_steps += steps
         self.episodes_total += int(episodes.sum())
+        self.nonfinite += int(stats[:, 7].sum())
+        if self.nonfinite > self.max_nonfinite:
+            bad = [i for i in range(self.n) if stats[i, 7] > 0]
+            raise NonFiniteGradients(
+                f"{self.nonfinite} non-finite gradients so far (run.max_nonfinite = "
+                f"{self.max_nonfinite}); in round {rnd} from worker(s) {bad}: check the "
+                "environment's rewards/observations and lower algo.alpha / algo.lr")
         for rs in rets:  # worker order within a round (documented approximation)
             self.window.extend(rs)
         win = float(np.mean(self.window)) if self.window else None
@@ -154,7 +191,8 @@ class RoundBook:
     def should_stop(self, rounds_done: int, time_s: float, stop_requests: int) -> bool:
         """Return True (and set ``stop_reason``) when any stop rule holds."""
         if stop_requests:
-            self.stop_reason = "stop requested"
+            self.stop_reason = "stopped by signal; checkpoint written"
+            self.signalled = True
         elif (len(self.window) == self.window.maxlen
               and float(np.mean(self.window)) >= self.target):
             self.stop_reason = "target return reached"

@@ -25,7 +25,7 @@ from ..aggregation import AggregateSync
 from ..delays import Delay, comm_factors, compute_factors
 from ..rollout import Sampler
 from ..timers import Timers
-from .common import Exchange, LocalRound, RoundBook, make_optimizer
+from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_optimizer
 from .control import MaleniaCoordinator, RMACounter, StopListener
 
 RULES = {"sync_nigt": "sync", "sync_pg": "sync", "rennala_nigt": "rennala",
@@ -36,8 +36,15 @@ class MPIEngine:
     """Runs the outer loop over ``comm``; rank r is global worker r."""
 
     def __init__(self, cfg: dict, comm: MPI.Comm, sampler: Sampler, theta0: np.ndarray,
-                 timers: Timers, on_round=None):
+                 timers: Timers, on_round=None, stop_flag=None, on_checkpoint=None):
         self.cfg = cfg
+        self.stop_flag = stop_flag  # signals.StopFlag, or None
+        self.on_checkpoint = on_checkpoint  # rank 0: (arrays, state) -> None
+        self.checkpoint_every_s = cfg["run"]["checkpoint_every_s"]
+        self.last_checkpoint = 0.0
+        self.trace = [] if cfg["run"]["trace"] else None
+        self.first_round = 0
+        self.t_offset = 0.0  # seconds of earlier runs this one resumes
         self.comm = comm
         self.rank, self.n = comm.Get_rank(), comm.Get_size()
         self.sampler = sampler
@@ -55,6 +62,7 @@ class MPIEngine:
         self.poll_every = cfg["mpi"]["poll_every_steps"]
         window = cfg["run"]["target_window"]
         self.local = LocalRound(self.d, window)
+        self.g_one = np.zeros(self.d)  # one trajectory's gradient, checked before use
         self.exchange = Exchange(self.d, self.n, window)
         self.book = RoundBook(cfg, self.n)
         self.h = compute_factors(cfg, self.n)
@@ -98,13 +106,27 @@ class MPIEngine:
 
     # ------------------------------------------------------------------ sampling
 
-    def _add(self, theta: np.ndarray, traj) -> None:
+    def _grad(self, theta: np.ndarray, traj) -> bool:
+        """Compute one trajectory's gradient into ``g_one``; return False if not finite."""
         t0 = time.perf_counter()
+        g = self.g_one
+        g[:] = 0.0
         if traj.resumed:
-            self.sampler.add_grad_is(theta, traj, self.is_clip, 1.0, self.local.g_sum)
+            self.sampler.add_grad_is(theta, traj, self.is_clip, 1.0, g)
         else:
-            self.sampler.add_grad(theta, traj, 1.0, self.local.g_sum)
+            self.sampler.add_grad(theta, traj, 1.0, g)
+        ok = bool(np.isfinite(g).all())
         self.timers.add("grad", time.perf_counter() - t0)
+        if not ok:
+            self.local.nonfinite += 1
+            if self.local.nonfinite > self.book.max_nonfinite:
+                raise NonFiniteGradients(
+                    f"worker {self.rank}: {self.local.nonfinite} non-finite gradients in one "
+                    f"round (run.max_nonfinite = {self.book.max_nonfinite})")
+        return ok
+
+    def _add(self, traj) -> None:
+        self.local.g_sum += self.g_one
         self.local.grads += 1
         self.local.episode_done(traj.ret)
 
@@ -113,8 +135,9 @@ class MPIEngine:
         on_step = (lambda: self.delay.step(None)) if self.delay.active else None
         while rule.wants_more(self.rank):
             traj = self.sampler.rollout(theta, on_step=on_step)
-            rule.on_finished(self.rank)
-            self._add(theta, traj)
+            if self._grad(theta, traj):  # a non-finite one is rejected and counted
+                rule.on_finished(self.rank)
+                self._add(traj)
 
     def _sample_async(self, rnd: int, theta: np.ndarray, M: int) -> None:
         sampler, local = self.sampler, self.local
@@ -129,8 +152,10 @@ class MPIEngine:
                 if not self.reuse:
                     local.discarded += 1
                 break
+            if not self._grad(theta, traj):
+                continue  # rejected before it is reported: exactly M finite ones enter
             if self._accept(rnd, M):
-                self._add(theta, traj)
+                self._add(traj)
             else:  # finished after the M-th (Rennala) or after the stop (Malenia)
                 local.discarded += 1
                 local.episode_done(traj.ret)
@@ -144,8 +169,13 @@ class MPIEngine:
             self.delay.sleep(self.comm_delay_s)
         if self.rule == "malenia" and self.rank != 0:
             self.ctl.end_round()
-        elapsed = time.perf_counter() - self.t_start if self.rank == 0 else 0.0
-        buf = self.exchange.pack(self.rank, self.local, weight, elapsed, False)
+        elapsed, due = 0.0, False
+        if self.rank == 0:
+            elapsed = self.t_offset + time.perf_counter() - self.t_start
+            due = (self.checkpoint_every_s > 0
+                   and elapsed - self.last_checkpoint >= self.checkpoint_every_s)
+        stop = self.stop_flag is not None and self.stop_flag.requested
+        buf = self.exchange.pack(self.rank, self.local, weight, elapsed, stop, due)
         t0 = time.perf_counter()
         self.comm.Barrier()  # arrival skew, timed apart from the collective itself
         t1 = time.perf_counter()
@@ -153,6 +183,9 @@ class MPIEngine:
         t2 = time.perf_counter()
         self.timers.add("idle", t1 - t0)
         self.timers.add("collective", t2 - t1)
+        if self.trace is not None:
+            self.trace.append(("idle", t0, t1))
+            self.trace.append(("allreduce", t1, t2))
         self.book.collectives += 1
         self.book.comm_bytes += 8 * self.d * self.n  # d-vector payload of every rank
         return self.exchange.unpack()
@@ -171,12 +204,15 @@ class MPIEngine:
         theta_tilde = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
         self.local.reset()
         steps0 = self.sampler.steps
+        t0 = time.perf_counter()
         if self.rule == "sync":
             self._sample_sync(theta_tilde, B)
         else:
             self._sample_async(rnd, theta_tilde, M)
+        if self.trace is not None:
+            self.trace.append(("sample", t0, time.perf_counter()))
         self.local.env_steps = self.sampler.steps - steps0
-        g, time_s, stop_requests, stats, rets = self._reduce(self._weight(M, B))
+        g, time_s, stop_requests, due, stats, rets = self._reduce(self._weight(M, B))
         if self.counter is not None:
             self.base += int(stats[:, 6].sum())  # every fetch_add of this round
         if self.rule == "malenia" and self.rank == 0:
@@ -190,7 +226,36 @@ class MPIEngine:
         stop = self.book.should_stop(rnd, time_s, stop_requests)
         if self.on_round is not None:
             self.on_round(record)
+        if stop or due:  # every rank reads the same flags: all checkpoint together
+            self.checkpoint(rnd, time_s)
         return stop
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, rnd: int, time_s: float) -> None:
+        """Gather every rank's sampler state; rank 0 writes the checkpoint (collective)."""
+        mine = {"episode": self.sampler.episode, "steps": self.sampler.steps}
+        per_rank = self.comm.gather(mine, root=0)
+        self.last_checkpoint = time_s
+        if self.rank == 0 and self.on_checkpoint is not None:
+            st = self.opt.state()
+            arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
+            state = {"round": rnd, "time_s": time_s, "t": st["t"], "ranks": self.n,
+                     "algo": self.cfg["algo"]["name"], "base": self.base,
+                     "book": self.book.state(), "per_rank": per_rank}
+            self.on_checkpoint(arrays, state)
+
+    def restore(self, arrays: dict, state: dict) -> None:
+        """Continue from a checkpoint: the next round is ``state['round'] + 1``."""
+        for k, v in arrays.items():
+            getattr(self.opt, k)[:] = v
+        self.opt.t = state["t"]
+        self.base = state["base"]
+        self.book.restore(state["book"])
+        mine = state["per_rank"][self.rank]
+        self.sampler.episode, self.sampler.steps = mine["episode"], mine["steps"]
+        self.first_round = state["round"] + 1
+        self.t_offset = self.last_checkpoint = state["time_s"]
 
     # ------------------------------------------------------------------ the loop
 
@@ -198,9 +263,9 @@ class MPIEngine:
         """Run rounds until a stop rule holds; return a summary (same on every rank)."""
         self.comm.Barrier()  # every rank starts its clock together, after warm-up
         self.t_start = time.perf_counter()
-        rnd = 0
+        rnd = self.first_round
         try:
-            stop = self._round(0)
+            stop = self._round(rnd)
             while not stop:
                 rnd += 1
                 stop = self._round(rnd)
@@ -224,5 +289,15 @@ class MPIEngine:
             "best_window": self.book.best_window if self.book.best_window > -math.inf
             else None,
             "stop_reason": self.book.stop_reason,
+            "signalled": self.book.signalled,
             "theta": self.opt.theta,
+            "trace": self.trace_events(),
         }
+
+    def trace_events(self) -> list | None:
+        """Return this rank's phases as Chrome trace events (µs since the run began)."""
+        if self.trace is None:
+            return None
+        return [{"name": name, "ph": "X", "pid": 0, "tid": self.rank,
+                 "ts": (a - self.t_start) * 1e6, "dur": (b - a) * 1e6}
+                for name, a, b in self.trace]

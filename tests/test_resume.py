@@ -1,0 +1,123 @@
+"""Checkpoint and resume: a run killed by a signal and resumed ends bit for bit where an
+uninterrupted run ends, with every round in metrics.jsonl exactly once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_mpi_cli import launch, mpiexec
+
+RUN = ["--set", "algo.name=sync_nigt", "--set", "run.max_rounds=120", "--set",
+       "run.target_return=inf", "--set", "env.id=Pendulum-v1", "--set", "env.horizon=100",
+       "--set", "policy.kind=mlp", "--set", "policy.hidden=[16]", "--set", "algo.M=8",
+       "--quiet"]
+
+
+def rounds(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def start(n, out, cwd):
+    env = dict(os.environ, MPIEXEC_TIMEOUT="120",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "nigt_hpc", "train", *RUN, "--out", str(out)]
+    if n > 1:
+        cmd = [mpiexec(), "-n", str(n)] + cmd
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("n,sig", [(1, signal.SIGTERM), (2, signal.SIGTERM),
+                                   (2, signal.SIGUSR1)])
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, n, sig):
+    if n > 1 and mpiexec() is None:
+        pytest.skip("no mpiexec")
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    p = start(n, full, tmp_path)
+    assert p.wait(timeout=120) == 0, p.stderr.read()
+    p = start(n, cut, tmp_path)
+    metrics = cut / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 30:
+            break
+        time.sleep(0.02)
+    p.send_signal(sig)
+    assert p.wait(timeout=60) == 128 + sig, p.stderr.read()
+    assert (cut / "checkpoint.npz").exists()
+    stopped_at = len(rounds(cut))
+    assert stopped_at < 121
+    r = launch(n, "train", "--resume", str(cut), "--quiet", cwd=tmp_path) if n > 1 else \
+        subprocess.run([sys.executable, "-m", "nigt_hpc", "train", "--resume", str(cut),
+                        "--quiet"], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    a, b = rounds(full), rounds(cut)
+    assert [x["round"] for x in b] == list(range(121))  # none missing, none repeated
+    assert [x["theta_norm"] for x in a] == [x["theta_norm"] for x in b]
+    assert [x["env_steps"] for x in a] == [x["env_steps"] for x in b]
+    np.testing.assert_array_equal(np.load(full / "theta.npy"), np.load(cut / "theta.npy"))
+    assert "resumed_from_round" in (cut / "config.toml").read_text()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("done")
+    out = d / "run"
+    p = subprocess.run([sys.executable, "-m", "nigt_hpc", "train", "--out", str(out), "--quiet",
+                        "--set", "run.max_rounds=3"], cwd=d, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_resume_can_raise_a_limit(cli, finished_run, tmp_path):
+    p = cli("train", "--resume", finished_run, "--set", "run.max_rounds=5", "--quiet",
+            cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert [r["round"] for r in rounds(finished_run)] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("how,needle", [
+    ("changed_algo_key", "algo.M differs"),
+    ("corrupt", "corrupt"),
+    ("missing", "no checkpoint.npz"),
+    ("with_out", "takes no --out"),
+    ("not_a_run", "no config.toml"),
+])
+def test_bad_resume_is_refused_and_touches_nothing(cli, finished_run, tmp_path, how, needle):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    args = ["train", "--resume", run]
+    if how == "changed_algo_key":
+        args += ["--set", "algo.M=3"]
+    elif how == "corrupt":
+        (run / "checkpoint.npz").write_bytes(b"not a zip file")
+    elif how == "missing":
+        (run / "checkpoint.npz").unlink()
+    elif how == "with_out":
+        args += ["--out", tmp_path / "elsewhere"]
+    elif how == "not_a_run":
+        (run / "config.toml").unlink()
+    before = {f: (run / f).read_bytes() for f in os.listdir(run)}
+    p = cli(*args, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and needle in p.stderr
+    assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
+
+
+def test_resume_with_another_rank_count_is_refused(finished_run, tmp_path):
+    if mpiexec() is None:
+        pytest.skip("no mpiexec")
+    p = launch(2, "train", "--resume", str(finished_run), cwd=tmp_path)
+    assert p.returncode == 2
+    assert "written by 1 ranks" in p.stderr and p.stderr.count("error:") == 1
