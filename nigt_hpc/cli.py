@@ -47,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
-    r = sub.add_parser("report", help="summary and per-rank timer table of a run directory")
-    r.add_argument("run_dir")
+    r = sub.add_parser("report", help="summary and per-rank timer table of run directories")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("--plot", action="store_true",
+                   help="write plot_return.png and plot_timers.png into each run directory")
+    r.add_argument("--scaling", metavar="OUT_DIR",
+                   help="treat RUN_DIRs as one scaling study; write scaling.csv and PNGs "
+                   "into OUT_DIR")
 
     b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
     b.add_argument("what", choices=["kernels"])
@@ -98,7 +103,7 @@ def _check(args) -> int:
 def _report(args) -> int:
     from . import report
 
-    return report.main(args.run_dir)
+    return report.main(args.run_dirs, plot=args.plot, scaling_out=args.scaling)
 
 
 def _bench(args) -> int:

@@ -60,6 +60,18 @@ def phase_table(prof: dict) -> tuple[list[tuple], np.ndarray]:
     return rows, idle
 
 
+def per_rank_phases(prof: dict) -> tuple[list[str], list[dict]]:
+    """Return the phase names and, per rank, seconds per phase (``other`` = the rest)."""
+    phases = [p for p in PHASES if p != "other"] + ["other"]
+    out = []
+    for r in prof["ranks"]:
+        secs = {p: r["seconds"].get(p, 0.0) for p in phases if p != "other"}
+        wall = r.get("wall_s", prof.get("wall_s", 0.0))
+        secs["other"] = max(wall - sum(secs.values()), 0.0)
+        out.append(secs)
+    return phases, out
+
+
 def report_text(run_dir: str) -> str:
     """Return the report of one run directory."""
     cfg, rows, prof = _load(run_dir)
@@ -101,7 +113,72 @@ def report_text(run_dir: str) -> str:
     return "\n".join(out)
 
 
-def main(run_dir: str) -> int:
-    """Print the report; return the exit status."""
-    sys.stdout.write(report_text(run_dir) + "\n")
+def scaling(run_dirs: list[str], out_dir: str, plot: bool = True) -> list[dict]:
+    """Write scaling.csv (and PNGs) for runs at several rank counts; return the rows.
+
+    Rate = env steps / training seconds.  Efficiency compares each run's rate per rank with
+    the smallest rank count's: ``(rate_n / n) / (rate_n0 / n0)``; for a strong-scaling study
+    (fixed total work) that is speedup / (n / n0), for a weak-scaling one (fixed work per
+    rank) it is the per-rank throughput kept.
+    """
+    rows = []
+    for d in run_dirs:
+        cfg, metrics, prof = _load(d)
+        if not metrics or prof is None:
+            raise ConfigError(f"{d!r} has no finished run (metrics.jsonl and profile.json)")
+        last = metrics[-1]
+        ranks = int(cfg.get("meta", {}).get("ranks", len(prof["ranks"])))
+        table, idle = phase_table(prof)
+        row = {"ranks": ranks, "run_dir": d, "algo": cfg.get("algo", {}).get("name"),
+               "env_steps": last["env_steps"], "time_s": last["time_s"],
+               "steps_per_s": last["env_steps"] / last["time_s"] if last["time_s"] > 0 else 0,
+               "idle_median": float(np.median(idle))}
+        row.update({f"share_{p}": share for p, _, _, _, share in table})
+        rows.append(row)
+    rows.sort(key=lambda r: r["ranks"])
+    base = rows[0]
+    for r in rows:
+        r["speedup"] = r["steps_per_s"] / base["steps_per_s"]
+        r["efficiency"] = r["speedup"] * base["ranks"] / r["ranks"]
+    os.makedirs(out_dir, exist_ok=True)
+    cols = list(rows[0].keys())
+    with open(os.path.join(out_dir, "scaling.csv"), "w", encoding="utf-8") as fh:
+        fh.write(",".join(cols) + "\n")
+        for r in rows:
+            fh.write(",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c])
+                              for c in cols) + "\n")
+    if plot:
+        from .plots import plot_scaling
+
+        plot_scaling(out_dir, rows, [p for p in PHASES])
+    return rows
+
+
+def scaling_text(rows: list[dict]) -> str:
+    """Return the scaling rows as a markdown table."""
+    out = ["| ranks | env steps | seconds | env steps/s | speedup | efficiency | idle |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['ranks']} | {r['env_steps']:,} | {r['time_s']:.2f} | "
+                   f"{r['steps_per_s']:,.0f} | {r['speedup']:.2f} | {r['efficiency']:.2f} | "
+                   f"{100 * r['idle_median']:.1f}% |")
+    return "\n".join(out)
+
+
+def main(run_dirs: list[str], plot: bool = False, scaling_out: str | None = None) -> int:
+    """Print the report (or the scaling table); return the exit status."""
+    if scaling_out is not None:
+        rows = scaling(run_dirs, scaling_out, plot=True)
+        sys.stdout.write(scaling_text(rows) + f"\nwrote {scaling_out}/scaling.csv and "
+                         "scaling_{rate,efficiency,phases}.png\n")
+        return 0
+    for d in run_dirs:
+        sys.stdout.write(report_text(d) + "\n")
+        if plot:
+            cfg, rows, prof = _load(d)
+            table = phase_table(prof)[0] if prof else []
+            from .plots import plot_run
+
+            for path in plot_run(d, rows, table, prof):
+                sys.stdout.write(f"wrote {path}\n")
     return 0

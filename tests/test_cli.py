@@ -20,6 +20,9 @@ BAD = {
     "policy_does_not_fit_actions": ("", ["env.id=Pendulum-v1", "policy.head=softmax"],
                                     "policy.head"),
     "bad_set_syntax": ("", ["algo.M"], "KEY=VALUE"),
+    "afedpg_on_one_rank": ("", ["algo.name=afedpg"], "at least 2 ranks"),
+    "empty_mlp": ("", ["policy.kind=mlp", "policy.hidden=[]"], "policy.hidden"),
+    "unbounded_delay_list": ("", ["delays.comm=from_list"], "delays.comm_list"),
 }
 
 
