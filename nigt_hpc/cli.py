@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue RUN_DIR from its checkpoint, under its own config.toml")
     t.add_argument("--quiet", action="store_true", help="no progress or summary lines")
 
+    m = sub.add_parser("simulate", help="the same algorithms on a virtual clock, one process")
+    m.add_argument("config", nargs="?")
+    m.add_argument("--workers", type=int, help="number of virtual workers (sim.workers)")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    m.add_argument("--out")
+    m.add_argument("--force", action="store_true")
+    m.add_argument("--quiet", action="store_true")
+
     c = sub.add_parser("check", help="validate a config and print it resolved")
     c.add_argument("config", nargs="?")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -90,6 +98,16 @@ def _train(args) -> int:
                      resume=args.resume)
 
 
+def _simulate(args) -> int:
+    from . import config, run
+
+    sets = list(args.set)
+    if args.workers is not None:
+        sets.append(f"sim.workers={args.workers}")
+    cfg = config.load(args.config, sets)
+    return run.simulate(cfg, out=args.out, force=args.force, quiet=args.quiet)
+
+
 def _check(args) -> int:
     from . import config, run
 
@@ -134,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit with its status."""
     try:
         args = build_parser().parse_args(argv)
-        code = {"train": _train, "check": _check, "report": _report,
-                "bench": _bench}[args.command](args)
+        code = {"train": _train, "simulate": _simulate, "check": _check,
+                "report": _report, "bench": _bench}[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2

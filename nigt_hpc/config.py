@@ -98,6 +98,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "mpi": {
         "poll_every_steps": F(64, "int", ge=1),
     },
+    "sim": {
+        "workers": F(10, "int", ge=1, help="n for nigt-hpc simulate (--workers overrides)"),
+        "time_model": F("trajectory", "str", choices=("trajectory", "step"),
+                        help="a g_H costs h_i, or h_i per env step taken"),
+    },
 }
 # Informational section written into a run directory's config.toml (rank count, version,
 # git hash); accepted and ignored on input so a run's own config.toml can be re-used.

@@ -247,6 +247,53 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     return stop_flag.exit_status() if summary.get("signalled") else 0
 
 
+def simulate(cfg: dict, out: str | None = None, force: bool = False,
+             quiet: bool = False) -> int:
+    """Run ``nigt-hpc simulate``: ``sim.workers`` workers on the virtual clock, one process."""
+    from .engine.sim import SimEngine, virtual_speeds
+    from .metrics import RunOutput, write_json
+
+    n = cfg["sim"]["workers"]
+    if cfg["algo"]["name"] == "afedpg" and cfg["sim"]["time_model"] == "step":
+        raise ConfigError("sim.time_model = 'step' is not available for afedpg; use "
+                          "'trajectory'")
+    built = [build(cfg, w) for w in range(n)]
+    spec = built[0][2]
+    virtual_speeds(cfg, n, spec.n_params)  # ConfigError before anything is written
+    run_dir = resolve_run_dir(cfg, out)
+    check_run_dir(run_dir, force)
+    timers = Timers()
+    timers.extra["compile_s"] = kernels.warmup()
+    theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
+                             else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
+    prepare_run_dir(run_dir, force)
+    meta = {"engine": "sim", "workers": n, "d": len(theta0), **versions()}
+    with open(os.path.join(run_dir, "config.toml"), "w", encoding="utf-8") as fh:
+        fh.write(config.dumps(cfg, meta))
+    output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"])
+    if not quiet:
+        print(f"nigt-hpc simulate: {cfg['algo']['name']} on {cfg['env']['id']}, {n} virtual "
+              f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
+    samplers = [Sampler(env, sp, cfg["env"]["horizon"], cfg["env"]["gamma"],
+                        cfg["run"]["seed"], w, info["obs_dim"], info["discrete"])
+                for w, (env, info, sp) in enumerate(built)]
+    engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
+    summary = engine.run()
+    output.close()
+    write_json(os.path.join(run_dir, "profile.json"),
+               {"ranks": [{"rank": 0, **timers.as_dict()}], "wall_s": summary["wall_s"],
+                "virtual_s": summary["virtual_s"]})
+    np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
+    if not quiet:
+        print(f"done: {summary['stop_reason']} after {summary['rounds']} rounds, "
+              f"{summary['virtual_s']:.4g} virtual s, {summary['env_steps']:,} env steps in "
+              f"{summary['wall_s']:.2f} s of real time\n      run directory: {run_dir}",
+              flush=True)
+    for env, _, _ in built:
+        env.close()
+    return 0
+
+
 def _truncate(path: str, offset: int) -> None:
     """Cut ``path`` back to ``offset`` bytes: rounds after the checkpoint are redone."""
     with open(path, "r+b") as fh:

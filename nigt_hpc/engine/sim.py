@@ -1,0 +1,231 @@
+"""The virtual-clock engine: one process, a discrete-event queue, real rollouts and real
+gradients, time advanced by the configured h_i and kappa_i (ALGORITHMS section 7).
+
+It drives the same rule objects as the MPI engine (``aggregation.py``) and the same outer
+step, so only the transport differs.  Time models (``sim.time_model``):
+
+* ``trajectory`` (default): one g_H on worker i costs h_i virtual seconds.  A trajectory's
+  cost does not depend on its content, so it is rolled out only when it is accepted
+  (abandoned ones consume their episode index and their time, never CPU).
+* ``step``: it costs h_i * (env steps actually taken); every started trajectory is rolled
+  out at once to learn its length.
+
+A round starts at T0 with every worker starting a trajectory at ``theta_tilde``; events pop
+in (finish time, worker) order; the rule accepts or ends the round; partial work in flight
+at the end is wasted; the round then pays the Allreduce, ``max_i kappa_i``.  Synchronized
+rounds are ``max_i (B h_i) + max_i kappa_i``.  AFedPG: worker i computes (h_i), exchanges
+(kappa_i), and restarts with the freshest parameters; the server update takes no time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+
+import numpy as np
+
+from ..aggregation import AggregateMalenia, AggregateRennala, AggregateSync
+from ..config import ConfigError
+from ..delays import comm_factors, compute_factors
+from ..rollout import Sampler
+from ..timers import Timers
+from .common import STATS, RoundBook, make_optimizer
+
+
+def virtual_speeds(cfg: dict, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (h_i, kappa_i) in virtual seconds: the models' factors times the unit, where a
+    unit of 0 (the default, meaning "no real sleep") counts as 1 virtual second."""
+    dl = cfg["delays"]
+    if dl["compute"] == "none":
+        raise ConfigError("simulate needs a compute-time model: set delays.compute (const, "
+                          "sqrt, linear, exp or from_list); 'none' would make time stand still")
+    h = compute_factors(cfg, n) * (dl["compute_unit_s"] or 1.0)
+    kappa = comm_factors(cfg, n, d) * (dl["comm_unit_s"] or 1.0)
+    return h, kappa
+
+
+class SimEngine:
+    """Runs ``n`` workers on a virtual clock; the same metrics as the MPI engine."""
+
+    def __init__(self, cfg: dict, samplers: list[Sampler], theta0: np.ndarray,
+                 timers: Timers, on_round=None):
+        self.cfg, self.samplers, self.timers, self.on_round = cfg, samplers, timers, on_round
+        self.n = len(samplers)
+        self.d = len(theta0)
+        a = cfg["algo"]
+        self.algo = a["name"]
+        self.opt = make_optimizer(cfg, theta0)
+        self.h, self.kappa = virtual_speeds(cfg, self.n, self.d)
+        self.per_step = cfg["sim"]["time_model"] == "step"
+        self.M, self.M_init = a["M"], a["M_init"]
+        self.B = a["B"] or math.ceil(a["M"] / self.n)
+        self.B_init = a["B"] or math.ceil(a["M_init"] / self.n)
+        self.book = RoundBook(cfg, self.n)
+        self.now = 0.0  # the virtual clock
+        self.rounds = 0
+        self.finish_log: list[tuple[float, int, bool]] = []  # (time, worker, accepted)
+        self.staleness: list[int] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _rule(self, M: int, B: int):
+        if self.algo in ("rennala_nigt", "rennala_pg"):
+            return AggregateRennala(self.n, M)
+        if self.algo == "malenia_nigt":
+            return AggregateMalenia(self.n, M)
+        return AggregateSync(self.n, B)
+
+    def _rollout(self, w: int, theta: np.ndarray):
+        t0 = time.perf_counter()
+        traj = self.samplers[w].rollout(theta)
+        self.timers.add("env_step", time.perf_counter() - t0)
+        return traj
+
+    def _cost(self, w: int, traj) -> float:
+        return self.h[w] * traj.T if self.per_step else self.h[w]
+
+    def _start(self, queue: list, w: int, t: float, theta: np.ndarray, seq: list) -> None:
+        """Start a trajectory on worker ``w`` at virtual time ``t``."""
+        if self.per_step:
+            traj = self._rollout(w, theta).copy()
+            heapq.heappush(queue, (t + self._cost(w, traj), w, seq[0], traj))
+        else:
+            episode = self.samplers[w].episode
+            self.samplers[w].episode += 1  # consumed now, rolled out only if accepted
+            heapq.heappush(queue, (t + self.h[w], w, seq[0], episode))
+        seq[0] += 1
+
+    def _materialise(self, w: int, item, theta: np.ndarray):
+        if self.per_step:
+            return item
+        s = self.samplers[w]
+        keep = s.episode
+        s.episode = item
+        traj = self._rollout(w, theta)
+        s.episode = keep
+        return traj
+
+    # ------------------------------------------------------------------ one round
+
+    def _round(self, rnd: int) -> bool:
+        M, B = (self.M_init, self.B_init) if rnd == 0 else (self.M, self.B)
+        theta = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
+        rule = self._rule(M, B)
+        sums = np.zeros((self.n, self.d))
+        stats = np.zeros((self.n, len(STATS)))
+        rets: list[list[float]] = [[] for _ in range(self.n)]
+        steps0 = [s.steps for s in self.samplers]
+        T0 = self.now
+        queue: list = []
+        seq = [0]
+        for w in range(self.n):
+            self._start(queue, w, T0, theta, seq)
+        end = T0
+        while not rule.done():
+            t, w, _, item = heapq.heappop(queue)
+            accepted = rule.on_finished(w)
+            self.finish_log.append((t, w, accepted))
+            end = t
+            if accepted:
+                traj = self._materialise(w, item, theta)
+                t0 = time.perf_counter()
+                self.samplers[w].add_grad(theta, traj, 1.0, sums[w])
+                self.timers.add("grad", time.perf_counter() - t0)
+                stats[w, 0] += 1
+                stats[w, 2] += 1
+                stats[w, 3] += traj.ret
+                rets[w].append(traj.ret)
+            if not rule.done() and (not isinstance(rule, AggregateSync)
+                                    or rule.wants_more(w)):
+                self._start(queue, w, t, theta, seq)
+        stats[:, 4] = [sum(1 for e in queue if e[1] == w) for w in range(self.n)]
+        for w in range(self.n):
+            stats[w, 1] = self.samplers[w].steps - steps0[w]
+            stats[w, 5] = len(rets[w][-self.book.window.maxlen:])
+            rets[w] = rets[w][-self.book.window.maxlen:]
+        g = rule.weights() @ sums
+        self.now = end + float(np.max(self.kappa))  # the round's Allreduce
+        self.book.collectives += 1
+        self.book.comm_bytes += 8 * self.d * self.n
+        if rnd == 0:
+            self.opt.initialise(g)
+        else:
+            self.opt.step(g)
+        self.rounds = rnd
+        record = self.book.record(rnd, self.now, stats, rets, self.opt.theta)
+        stop = self.book.should_stop(rnd, self.now, 0)
+        if self.on_round is not None:
+            self.on_round(record)
+        return stop
+
+    # ------------------------------------------------------------------ AFedPG
+
+    def _afedpg(self) -> None:
+        d, n = self.d, self.n
+        eta, alpha = self.cfg["algo"]["eta"], self.cfg["algo"]["alpha"]
+        theta, theta_prev = self.opt.theta.copy(), self.opt.theta.copy()
+        direction = np.zeros(d)
+        k = 0
+        queue = []
+        held = {}  # worker -> (theta, theta_prev, version) it works with
+        for w in range(n):
+            held[w] = (theta.copy(), theta_prev.copy(), 0)
+            heapq.heappush(queue, (self.h[w] + self.kappa[w], w))
+        while True:
+            t, w = heapq.heappop(queue)
+            th, thp, version = held[w]
+            theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
+            traj = self._rollout(w, theta_tilde)
+            g = np.zeros(d)
+            self.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
+            self.staleness.append(k - version)
+            if k == 0:
+                direction[:] = g
+            else:
+                direction *= 1.0 - eta
+                direction += eta * g
+            norm = float(np.linalg.norm(direction))
+            theta_prev[:] = theta
+            if norm > 0.0:
+                theta += (alpha / norm) * direction
+            stats = np.zeros((n, len(STATS)))
+            stats[w, [0, 1, 2, 3, 5, 6]] = (1, traj.T, 1, traj.ret, 1, 1)
+            self.book.comm_bytes += 24 * d
+            self.now = t
+            record = self.book.record(k, t, stats, [[traj.ret] if i == w else []
+                                                    for i in range(n)], theta)
+            record["staleness"] = self.staleness[-1]
+            if self.on_round is not None:
+                self.on_round(record)
+            self.rounds = k
+            k += 1
+            if self.book.should_stop(k - 1, t, 0):
+                break
+            held[w] = (theta.copy(), theta_prev.copy(), k)
+            cost = self._cost(w, traj) if self.per_step else self.h[w]
+            heapq.heappush(queue, (t + cost + self.kappa[w], w))
+        self.opt.theta[:] = theta
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> dict:
+        """Run until a stop rule holds; return a summary like the MPI engine's."""
+        t0 = time.perf_counter()
+        if self.algo == "afedpg":
+            self._afedpg()
+        else:
+            rnd = 0
+            while not self._round(rnd):
+                rnd += 1
+        wall = time.perf_counter() - t0
+        self.timers.extra["wall_s"] = wall
+        return {
+            "rounds": self.rounds, "env_steps": self.book.env_steps,
+            "episodes": self.book.episodes_total, "wall_s": wall, "virtual_s": self.now,
+            "return_window": float(np.mean(self.book.window)) if self.book.window else None,
+            "best_window": self.book.best_window if self.book.best_window > -math.inf
+            else None,
+            "stop_reason": self.book.stop_reason, "signalled": False,
+            "theta": self.opt.theta,
+        }
