@@ -6,6 +6,7 @@ Workers are numbered i = 1..n as in the paper; global worker w (0-based) is i = 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -49,20 +50,23 @@ def comm_factors(cfg: dict, n: int, d: int) -> np.ndarray:
 
 
 class Delay:
-    """Sleeps owed time in slices, checking ``interrupted`` between slices.
+    """Emulates per-step compute time against a running deadline; sleeps in slices.
 
-    Per-step compute time is owed step by step and slept once at least ``min_sleep_s`` is
-    owed (``time.sleep`` costs about 60 µs, so tiny sleeps would overshoot), against a
-    deadline so the total stays exact.  A sleep stops early, returning True, as soon as
-    ``interrupted()`` says the round is over: a straggler told to stop mid-sleep stops
-    within one slice.
+    Each env step moves the worker's deadline on by ``per_step_s``; the worker sleeps until
+    the deadline once at least ``min_sleep_s`` is owed.  The real cost of a step and the
+    overshoot of ``time.sleep`` (60-100 µs) are absorbed by later sleeps instead of adding
+    up, so a worker's steps take ``h_i * compute_unit_s`` each on average, as in the paper's
+    time model (a step whose real cost is larger takes its real time).  After an idle gap
+    (the end of a round) the deadline restarts from now.  A sleep stops early, returning
+    True, as soon as ``interrupted()`` says the round is over: a straggler told to stop
+    mid-sleep stops within one slice.
     """
 
     def __init__(self, per_step_s: float, slice_s: float = 1e-3, min_sleep_s: float = 2e-4):
         self.per_step_s = float(per_step_s)
         self.slice_s = slice_s
         self.min_sleep_s = min_sleep_s
-        self.owed = 0.0
+        self.deadline = -math.inf
         self.slept = 0.0
 
     @property
@@ -71,17 +75,21 @@ class Delay:
         return self.per_step_s > 0.0
 
     def step(self, interrupted: Callable[[], bool] | None) -> bool:
-        """Owe one env step of compute time; sleep it when due; return True if interrupted."""
-        self.owed += self.per_step_s
-        if self.owed < self.min_sleep_s:
+        """Account one env step; sleep to the deadline when due; return True if interrupted."""
+        now = time.perf_counter()
+        if self.deadline < now - self.per_step_s:  # behind by a step or more: idle gap
+            self.deadline = now
+        self.deadline += self.per_step_s
+        if self.deadline - now < self.min_sleep_s:
             return False
-        owed, self.owed = self.owed, 0.0
-        return self.sleep(owed, interrupted)
+        return self._sleep_until(self.deadline, interrupted)
 
     def sleep(self, seconds: float, interrupted: Callable[[], bool] | None = None) -> bool:
         """Sleep ``seconds`` in slices; return True if ``interrupted()`` cut it short."""
+        return self._sleep_until(time.perf_counter() + seconds, interrupted)
+
+    def _sleep_until(self, deadline: float, interrupted) -> bool:
         t0 = time.perf_counter()
-        deadline = t0 + seconds
         try:
             while True:
                 left = deadline - time.perf_counter()
