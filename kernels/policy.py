@@ -131,18 +131,25 @@ def _forward_row(theta, sizes, x, work):
         col_in = col_out
 
 
+@njit(cache=True, inline="always")
+def _max_and_sumexp(z, n_out):
+    """Return (max z, sum exp(z - max z)): a softmax without overflow."""
+    m = z[0]
+    for k in range(1, n_out):
+        if z[k] > m:
+            m = z[k]
+    s = 0.0
+    for k in range(n_out):
+        s += math.exp(z[k] - m)
+    return m, s
+
+
 @njit(cache=True)
 def _head_logp(theta, sizes, head, z, a):
     """Return log pi(a | z) for one step, ``z`` the network output row, ``a`` the stored row."""
     n_out = sizes[-1]
     if head == HEAD_SOFTMAX:
-        m = z[0]
-        for k in range(1, n_out):
-            if z[k] > m:
-                m = z[k]
-        s = 0.0
-        for k in range(n_out):
-            s += math.exp(z[k] - m)
+        m, s = _max_and_sumexp(z, n_out)
         return z[int(a[0])] - m - math.log(s)
     lp = 0.0
     if head == HEAD_GAUSS_SOFTPLUS:
@@ -165,18 +172,10 @@ def _head_score(theta, sizes, head, z, a, c, dz, glogstd):
     """Write ``c * d log pi / d z`` into ``dz``; add ``c * d log pi / d log_std`` to ``glogstd``."""
     n_out = sizes[-1]
     if head == HEAD_SOFTMAX:
-        m = z[0]
-        for k in range(1, n_out):
-            if z[k] > m:
-                m = z[k]
-        s = 0.0
+        m, s = _max_and_sumexp(z, n_out)
         for k in range(n_out):
-            dz[k] = math.exp(z[k] - m)
-            s += dz[k]
-        ai = int(a[0])
-        for k in range(n_out):
-            dz[k] = -c * dz[k] / s
-        dz[ai] += c
+            dz[k] = -c * math.exp(z[k] - m) / s
+        dz[int(a[0])] += c
     elif head == HEAD_GAUSS_SOFTPLUS:
         k_dim = n_out // 2
         for j in range(k_dim):
@@ -256,13 +255,7 @@ def act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u
     total = work.shape[0] - np.max(sizes)
     z = work[total - n_out : total]
     if head == HEAD_SOFTMAX:
-        m = z[0]
-        for k in range(1, n_out):
-            if z[k] > m:
-                m = z[k]
-        s = 0.0
-        for k in range(n_out):
-            s += math.exp(z[k] - m)
+        m, s = _max_and_sumexp(z, n_out)
         r = noise[0] * s
         ai = n_out - 1
         acc = 0.0
@@ -349,6 +342,15 @@ def score_sum(theta, sizes, head, obs, acts, coef, out):
             out[base + j] += glogstd[j]
 
 
+@njit(cache=True, inline="always")
+def _weighted_tail_sums(disc, weight, coef):
+    """Write ``weight * sum_{h>=t} disc[h]`` into ``coef`` (summed from the end)."""
+    acc = 0.0
+    for t in range(disc.shape[0] - 1, -1, -1):
+        acc += disc[t]
+        coef[t] = weight * acc
+
+
 @njit(cache=True)
 def reward_to_go(rew, gamma, weight, coef):
     """Write ``weight * sum_{h>=t} gamma^h r_h`` (gamma counted from step 0) into ``coef``."""
@@ -358,10 +360,7 @@ def reward_to_go(rew, gamma, weight, coef):
     for t in range(T):
         disc[t] = g * rew[t]
         g *= gamma
-    acc = 0.0
-    for t in range(T - 1, -1, -1):
-        acc += disc[t]
-        coef[t] = weight * acc
+    _weighted_tail_sums(disc, weight, coef)
 
 
 @njit(cache=True)
@@ -388,10 +387,7 @@ def is_coefficients(logp_target, logp_behaviour, rew, gamma, clip, weight, coef)
         w *= min(clip, rho)
         disc[t] = g * rew[t] * w
         g *= gamma
-    acc = 0.0
-    for t in range(T - 1, -1, -1):
-        acc += disc[t]
-        coef[t] = weight * acc
+    _weighted_tail_sums(disc, weight, coef)
 
 
 @njit(cache=True)

@@ -20,6 +20,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str, paths: list[str]) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(path)
+
+
 def plot_run(run_dir: str, rows: list[dict], table: list[tuple], prof: dict | None) -> list[str]:
     """Write plot_return.png and plot_timers.png into ``run_dir``; return their paths."""
     plt = _plt()
@@ -35,10 +42,7 @@ def plot_run(run_dir: str, rows: list[dict], table: list[tuple], prof: dict | No
     ax.set_title(os.path.basename(os.path.normpath(run_dir)))
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(os.path.join(run_dir, "plot_return.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(plt, fig, os.path.join(run_dir, "plot_return.png"), paths)
     if prof is not None:
         from .report import per_rank_phases
 
@@ -54,10 +58,7 @@ def plot_run(run_dir: str, rows: list[dict], table: list[tuple], prof: dict | No
         ax.set_xlabel("seconds")
         ax.set_title("where each rank's time went")
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
-        paths.append(os.path.join(run_dir, "plot_timers.png"))
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        _save(plt, fig, os.path.join(run_dir, "plot_timers.png"), paths)
     return paths
 
 
@@ -75,10 +76,7 @@ def plot_scaling(out_dir: str, rows: list[dict], phases: list[str]) -> list[str]
     ax.set_ylabel("env steps / s")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "scaling_rate.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(plt, fig, os.path.join(out_dir, "scaling_rate.png"), paths)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(ranks, [r["efficiency"] for r in rows], "o-")
     ax.axhline(1.0, color="gray", ls="--")
@@ -87,10 +85,7 @@ def plot_scaling(out_dir: str, rows: list[dict], phases: list[str]) -> list[str]
     ax.set_xlabel("MPI ranks")
     ax.set_ylabel("parallel efficiency")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "scaling_efficiency.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _save(plt, fig, os.path.join(out_dir, "scaling_efficiency.png"), paths)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     bottom = np.zeros(len(rows))
     x = np.arange(len(rows))
@@ -102,8 +97,5 @@ def plot_scaling(out_dir: str, rows: list[dict], phases: list[str]) -> list[str]
     ax.set_xlabel("MPI ranks")
     ax.set_ylabel("share of wall time (median rank)")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "scaling_phases.png"))
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _save(plt, fig, os.path.join(out_dir, "scaling_phases.png"), paths)
     return paths
