@@ -121,3 +121,19 @@ def test_resume_with_another_rank_count_is_refused(finished_run, tmp_path):
     p = launch(2, "train", "--resume", str(finished_run), cwd=tmp_path)
     assert p.returncode == 2
     assert "written by 1 ranks" in p.stderr and p.stderr.count("error:") == 1
+
+
+def test_afedpg_run_can_be_extended_by_resume(tmp_path):
+    if mpiexec() is None:
+        pytest.skip("no mpiexec")
+    out = tmp_path / "af"
+    p = launch(2, "train", "--set", "algo.name=afedpg", "--set", "run.max_rounds=20",
+               "--out", str(out), "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = launch(2, "train", "--resume", str(out), "--set", "run.max_rounds=40", "--quiet",
+               cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = rounds(out)
+    assert [r["round"] for r in rows] == list(range(41))
+    steps = [r["env_steps"] for r in rows]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
