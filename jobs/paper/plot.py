@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Figure and time-to-target table of one scenario's runs (from jobs/paper/run.py).
+
+    python jobs/paper/plot.py runs/paper/2_reacher --target -10 [--title ...]
+
+Return against virtual time: the median over seeds with a 20-80% band, one line per
+method, like the paper's figures.  For the heterogeneous scenario (directory name contains
+"hetero") the curve is the mean over workers of each worker's latest round-mean return,
+the objective (1/n) sum_i J_i.  Time to target: the first virtual time at which a run's
+curve reaches --target; a method's figure is the median over seeds (a method that misses
+the target on more than half its seeds gets none).  Writes figure.png and table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+
+import numpy as np
+
+
+def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray]:
+    rows = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    t = np.array([r["time_s"] for r in rows])
+    if not hetero:
+        y = np.array([np.nan if r.get("return_window") is None else r["return_window"]
+                      for r in rows])
+        return t, y
+    latest = [np.nan] * len(rows[0]["return_per_worker"])
+    y = []
+    for r in rows:
+        for i, v in enumerate(r["return_per_worker"]):
+            if v is not None:
+                latest[i] = v
+        y.append(np.mean(latest))
+    return t, np.array(y)
+
+
+def time_to(t: np.ndarray, y: np.ndarray, target: float) -> float:
+    hit = np.nonzero(y >= target)[0]
+    return float(t[hit[0]]) if len(hit) else float("inf")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--target", type=float, required=True)
+    ap.add_argument("--title", default=None)
+    args = ap.parse_args()
+    hetero = "hetero" in os.path.basename(os.path.normpath(args.out))
+    runs: dict[str, list] = {}
+    for d in sorted(glob.glob(os.path.join(args.out, "*-s*"))):
+        if os.path.exists(os.path.join(d, "metrics.jsonl")):
+            method = os.path.basename(d).rsplit("-s", 1)[0]
+            runs.setdefault(method, []).append(curve(d, hetero))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    t_max = max(float(t[-1]) for rs in runs.values() for t, _ in rs)
+    grid = np.linspace(0, t_max, 300)
+    lines = ["| method | seeds | reached | median virtual s to target | per seed |",
+             "|---|---|---|---|---|"]
+    ttt = {}
+    for k, (m, rs) in enumerate(sorted(runs.items())):
+        ys = np.full((len(rs), len(grid)), np.nan)
+        for j, (t, y) in enumerate(rs):
+            idx = np.searchsorted(t, grid, side="right") - 1
+            ok = (idx >= 0) & (grid <= t[-1])
+            ys[j, ok] = y[idx[ok]]
+        enough = np.sum(~np.isnan(ys), axis=0) >= max(1, (len(rs) + 1) // 2)
+        med = np.where(enough, np.nanmedian(np.where(enough, ys, 0.0), axis=0), np.nan)
+        lo = np.where(enough, np.nanpercentile(np.where(enough, ys, 0.0), 20, axis=0), np.nan)
+        hi = np.where(enough, np.nanpercentile(np.where(enough, ys, 0.0), 80, axis=0), np.nan)
+        ax.plot(grid, med, color=f"C{k}", label=m)
+        ax.fill_between(grid, lo, hi, color=f"C{k}", alpha=0.2)
+        times = [time_to(t, y, args.target) for t, y in rs]
+        reached = [x for x in times if np.isfinite(x)]
+        med_t = statistics.median(times) if len(reached) * 2 > len(times) else float("inf")
+        ttt[m] = med_t
+        lines.append(f"| {m} | {len(rs)} | {len(reached)}/{len(rs)} | "
+                     f"{med_t:.4g} | " + ", ".join(f"{x:.4g}" for x in times) + " |")
+    ax.axhline(args.target, color="gray", ls=":", lw=1)
+    ax.set_xlabel("virtual time (s)")
+    ax.set_ylabel("return" + (" (mean over workers)" if hetero else " (window mean)"))
+    ax.set_title(args.title or os.path.basename(os.path.normpath(args.out)))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "figure.png"), dpi=110)
+    ref = "malenia_nigt" if hetero else "rennala_nigt"
+    lines.append("")
+    for m, v in ttt.items():
+        if m != ref and np.isfinite(ttt.get(ref, np.inf)):
+            ratio = v / ttt[ref]
+            lines.append(f"- {m} / {ref} time to {args.target:g}: "
+                         + ("not reached" if not np.isfinite(ratio) else f"{ratio:.2f}x"))
+    text = "\n".join(lines)
+    open(os.path.join(args.out, "table.md"), "w").write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
