@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figure and time-to-target table of one scenario's runs (from jobs/paper/run.py).
 
-    python jobs/paper/plot.py runs/paper/2_reacher --target -10 [--title ...]
+    python jobs/paper/plot.py runs/paper/2_reacher [--target auto|VALUE] [--title ...]
 
 Return against virtual time: the median over seeds with a 20-80% band, one line per
 method, like the paper's figures.  For the heterogeneous scenario (directory name contains
@@ -9,6 +9,11 @@ method, like the paper's figures.  For the heterogeneous scenario (directory nam
 the objective (1/n) sum_i J_i.  Time to target: the first virtual time at which a run's
 curve reaches --target; a method's figure is the median over seeds (a method that misses
 the target on more than half its seeds gets none).  Writes figure.png and table.md.
+
+``--target auto`` (the default) fixes the target by one rule for every scenario, blind to
+which method is which: 75% of the way from the median initial return (first recorded
+window, all runs) to the lowest final median among the methods, so every method can reach
+it and the table compares how soon.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ def time_to(t: np.ndarray, y: np.ndarray, target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
-    ap.add_argument("--target", type=float, required=True)
+    ap.add_argument("--target", default="auto")
     ap.add_argument("--title", default=None)
     args = ap.parse_args()
     hetero = "hetero" in os.path.basename(os.path.normpath(args.out))
@@ -56,6 +61,16 @@ def main() -> None:
         if os.path.exists(os.path.join(d, "metrics.jsonl")):
             method = os.path.basename(d).rsplit("-s", 1)[0]
             runs.setdefault(method, []).append(curve(d, hetero))
+    if args.target == "auto":
+        first = [y[~np.isnan(y)][0] for rs in runs.values() for _, y in rs]
+        finals = [statistics.median(y[~np.isnan(y)][-1] for _, y in rs)
+                  for rs in runs.values()]
+        start = statistics.median(first)
+        args.target = start + 0.75 * (min(finals) - start)
+        print(f"target (auto): {args.target:.4g} (initial {start:.4g}, lowest final median "
+              f"{min(finals):.4g})")
+    else:
+        args.target = float(args.target)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -3,7 +3,7 @@
 
     python jobs/paper/run.py jobs/paper/2_reacher.toml runs/paper/2_reacher --tune
     python jobs/paper/run.py jobs/paper/2_reacher.toml runs/paper/2_reacher
-    python jobs/paper/plot.py runs/paper/2_reacher --target -10
+    python jobs/paper/plot.py runs/paper/2_reacher
 
 ``--tune`` runs seed 0 of each method over the alpha grid (a subset of the paper's
 {2^-10, ..., 2^-1}; eta = 0.1 and M = M_init = 20 as the paper chose) on a quarter of the
@@ -60,7 +60,11 @@ def main() -> None:
             import tomllib
 
             with open(args.config, "rb") as fh:
-                budget = tomllib.load(fh)["run"]["max_env_steps"] // 4
+                budget = tomllib.load(fh)["run"]["max_env_steps"]
+            for s in args.set:  # a --set of the budget counts, as for the main runs
+                if s.startswith("run.max_env_steps="):
+                    budget = int(s.split("=", 1)[1])
+            budget //= 4
             jobs = {}
             for m in methods:
                 for a in ALPHAS:
