@@ -14,6 +14,7 @@ export MPI4PY_RC_THREAD_LEVEL=${MPI4PY_RC_THREAD_LEVEL:-funneled}
 # between node types.  nigt-hpc warms it with one rank per node before the others load it;
 # warm_cache below does the same as a separate step.
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-${TMPDIR:-/tmp}/nigt-numba-${USER:-user}-${JOB_ID}}
+# NIGT_HPC_NUMBA_CACHE=0 turns the cache off altogether (every rank compiles for itself).
 # Hung jobs end: Hydra aborts an mpiexec that runs past this many seconds.
 export MPIEXEC_TIMEOUT=${MPIEXEC_TIMEOUT:-86400}
 

@@ -26,9 +26,14 @@ No MPI, gymnasium or configuration in this module: plain arrays in and out.
 """
 
 import math
+import os
 
 import numpy as np
 from numba import njit
+
+# The on-disk cache (PITFALLS N1): on by default; NIGT_HPC_NUMBA_CACHE=0 turns it off (numba
+# has no global switch), e.g. on a filesystem where renames are not atomic.  Read at import.
+CACHE = os.environ.get("NIGT_HPC_NUMBA_CACHE", "1") != "0"
 
 HEAD_SOFTMAX = 0
 HEAD_GAUSS_SOFTPLUS = 1
@@ -69,14 +74,14 @@ def act_dim_of(sizes: np.ndarray, head: int) -> int:
 # --------------------------------------------------------------------------- building blocks
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _softplus(z):
     if z > 30.0:
         return z
     return math.log1p(math.exp(z))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -89,7 +94,7 @@ def work_size(sizes: np.ndarray) -> int:
     return int(np.sum(sizes)) + int(np.max(sizes))
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _forward_row(theta, sizes, x, work):
     """Forward one observation into ``work`` (length ``work_size(sizes)``).
 
@@ -131,7 +136,7 @@ def _forward_row(theta, sizes, x, work):
         col_in = col_out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _max_and_sumexp(z, n_out):
     """Return (max z, sum exp(z - max z)): a softmax without overflow."""
     m = z[0]
@@ -144,7 +149,7 @@ def _max_and_sumexp(z, n_out):
     return m, s
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _head_logp(theta, sizes, head, z, a):
     """Return log pi(a | z) for one step, ``z`` the network output row, ``a`` the stored row."""
     n_out = sizes[-1]
@@ -167,7 +172,7 @@ def _head_logp(theta, sizes, head, z, a):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _head_score(theta, sizes, head, z, a, c, dz, glogstd):
     """Write ``c * d log pi / d z`` into ``dz``; add ``c * d log pi / d log_std`` to ``glogstd``."""
     n_out = sizes[-1]
@@ -196,7 +201,7 @@ def _head_score(theta, sizes, head, z, a, c, dz, glogstd):
             glogstd[j] += c * (diff * diff * inv * inv - 1.0)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _backward_row(theta, sizes, act, dz, delta, out):
     """Add the gradient of ``dz . z(theta)`` to ``out``; ``delta`` is scratch like ``act``."""
     L = sizes.shape[0] - 1
@@ -240,7 +245,7 @@ def _backward_row(theta, sizes, act, dz, delta, out):
 # --------------------------------------------------------------------------- public kernels
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u_out, a_out):
     """Return ``log pi`` of the action made from pre-drawn ``noise``; write u and env action.
 
@@ -284,7 +289,7 @@ def act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u
     return _head_logp(theta, sizes, head, z, u_out)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def act(theta, sizes, head, obs, rng, a_center, a_scale, squash, work, u_out, a_out):
     """Sample one action with ``rng``; return ``log pi``; write the stored row to ``u_out``
     and the env action to ``a_out``.
@@ -303,7 +308,7 @@ def act(theta, sizes, head, obs, rng, a_center, a_scale, squash, work, u_out, a_
                      a_out)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def logp_batch(theta, sizes, head, obs, acts, out):
     """Write ``log pi_theta(a_t | s_t)`` for every stored step into ``out``; return nothing."""
     T = obs.shape[0]
@@ -317,7 +322,7 @@ def logp_batch(theta, sizes, head, obs, acts, out):
         out[t] = _head_logp(theta, sizes, head, work[total - n_out :], acts[t])
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def score_sum(theta, sizes, head, obs, acts, coef, out):
     """Add ``sum_t coef[t] * grad log pi_theta(a_t | s_t)`` to ``out``; return nothing."""
     T = obs.shape[0]
@@ -342,7 +347,7 @@ def score_sum(theta, sizes, head, obs, acts, coef, out):
             out[base + j] += glogstd[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _weighted_tail_sums(disc, weight, coef):
     """Write ``weight * sum_{h>=t} disc[h]`` into ``coef`` (summed from the end)."""
     acc = 0.0
@@ -351,7 +356,7 @@ def _weighted_tail_sums(disc, weight, coef):
         coef[t] = weight * acc
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def reward_to_go(rew, gamma, weight, coef):
     """Write ``weight * sum_{h>=t} gamma^h r_h`` (gamma counted from step 0) into ``coef``."""
     T = rew.shape[0]
@@ -363,7 +368,7 @@ def reward_to_go(rew, gamma, weight, coef):
     _weighted_tail_sums(disc, weight, coef)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def grad_gpomdp(theta, sizes, head, obs, acts, rew, gamma, weight, out):
     """Add ``weight * g_H(tau, theta)`` (truncated GPOMDP, ALGORITHMS section 0) to ``out``."""
     coef = np.empty(rew.shape[0])
@@ -371,7 +376,7 @@ def grad_gpomdp(theta, sizes, head, obs, acts, rew, gamma, weight, out):
     score_sum(theta, sizes, head, obs, acts, coef, out)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def is_coefficients(logp_target, logp_behaviour, rew, gamma, clip, weight, coef):
     """Write the importance-weighted return coefficients of ALGORITHMS section 6 into ``coef``.
 
@@ -390,7 +395,7 @@ def is_coefficients(logp_target, logp_behaviour, rew, gamma, clip, weight, coef)
     _weighted_tail_sums(disc, weight, coef)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def grad_is(theta, sizes, head, obs, acts, rew, logp_behaviour, gamma, clip, weight, out):
     """Add ``weight * g_IS(tau; theta, beta)`` to ``out``, beta given by its stored ``log pi``."""
     T = rew.shape[0]
