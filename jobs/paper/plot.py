@@ -5,9 +5,9 @@
 
 Return against virtual time: the median over seeds with a 20-80% band, one line per
 method, like the paper's figures.  For the heterogeneous scenario (directory name contains
-"hetero") the curve is the mean over workers of each worker's latest round-mean return,
-the objective (1/n) sum_i J_i.  Time to target: the first virtual time at which a run's
-curve reaches --target; a method's figure is the median over seeds (a method that misses
+"hetero") the curve is the mean over workers of each worker's recent mean return,
+the objective (1/n) sum_i J_i, each worker's term its mean over its last 20 episodes.  Time to target: the first virtual time at which a run's
+curve (counted once its 20-episode window is full) reaches --target; a method's figure is the median over seeds (a method that misses
 the target on more than half its seeds gets none).  Writes figure.png and table.md.
 
 ``--target auto`` (the default) fixes the target by one rule for every scenario, blind to
@@ -26,21 +26,32 @@ import statistics
 
 import numpy as np
 
+WINDOW = 20  # episodes, as run.target_window
 
 def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray]:
     rows = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
     t = np.array([r["time_s"] for r in rows])
-    if not hetero:
-        y = np.array([np.nan if r.get("return_window") is None else r["return_window"]
-                      for r in rows])
+    if not hetero:  # counted once the window is full: early windows of 1-2 episodes are noise
+        seen = np.cumsum([r["episodes"] for r in rows])
+        y = np.array([np.nan if r.get("return_window") is None or k < WINDOW
+                      else r["return_window"] for r, k in zip(rows, seen)])
         return t, y
-    latest = [np.nan] * len(rows[0]["return_per_worker"])
+    # each worker's mean over its last WINDOW episodes (a round's mean weighted by the
+    # worker's gradients in it), then the mean over workers: the heterogeneous objective
+    # with the same 20-episode smoothing as the homogeneous window
+    n = len(rows[0]["return_per_worker"])
+    hist: list[list[tuple[float, float]]] = [[] for _ in range(n)]
     y = []
     for r in rows:
         for i, v in enumerate(r["return_per_worker"]):
             if v is not None:
-                latest[i] = v
-        y.append(np.mean(latest))
+                hist[i].append((v, float(max(1, r["grads_per_worker"][i]))))
+                while sum(w for _, w in hist[i][1:]) >= WINDOW:
+                    hist[i].pop(0)
+        full = all(sum(w for _, w in h) >= WINDOW for h in hist)
+        means = [sum(v * w for v, w in h) / sum(w for _, w in h) if h else np.nan
+                 for h in hist]
+        y.append(np.mean(means) if full else np.nan)
     return t, np.array(y)
 
 
