@@ -4,11 +4,14 @@
     python jobs/paper/plot.py runs/paper/2_reacher [--target auto|VALUE] [--title ...]
 
 Return against virtual time: the median over seeds with a 20-80% band, one line per
-method, like the paper's figures.  For the heterogeneous scenario (directory name contains
-"hetero") the curve is the mean over workers of each worker's recent mean return,
-the objective (1/n) sum_i J_i, each worker's term its mean over its last 20 episodes.  Time to target: the first virtual time at which a run's
-curve (counted once its 20-episode window is full) reaches --target; a method's figure is the median over seeds (a method that misses
-the target on more than half its seeds gets none).  Writes figure.png and table.md.
+method, like the paper's figures.  Homogeneous scenarios plot the window mean (last 20
+episodes), counted once the window is full.  The heterogeneous scenario (directory name
+contains "hetero") plots the objective (1/n) sum_i J_i: the mean over workers of each
+worker's mean over its last 20 episodes, counted once every worker has 20.
+
+Time to target: the first virtual time at which a run's curve reaches the target; a
+method's figure is the median over seeds (none if it misses on more than half of them).
+Writes figure.png and table.md.
 
 ``--target auto`` (the default) fixes the target by one rule for every scenario, blind to
 which method is which: 75% of the way from the median initial return (first recorded
