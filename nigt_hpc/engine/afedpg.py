@@ -14,16 +14,16 @@ the first arrival is the initial direction ``d_0`` (round 0).
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 from mpi4py import MPI
 
 from ..delays import Delay, comm_factors, compute_factors
+from ..nigt import NIGT
 from ..rollout import Sampler
 from ..timers import Timers
-from .common import STATS, RoundBook
+from .common import RoundBook, one_gradient_stats
 
 TAG_GRAD = 21
 TAG_PARAMS = 22
@@ -40,14 +40,13 @@ class AFedPGEngine:
         self.stop_flag, self.on_checkpoint = stop_flag, on_checkpoint
         self.k0 = 0  # server updates done by the runs this one resumes
         self.t_offset = 0.0
-        self.direction0: np.ndarray | None = None
-        self.theta_prev0: np.ndarray | None = None
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.n = self.size - 1
         self.sampler = sampler
         self.d = len(theta0)
-        self.theta0 = np.array(theta0, dtype=np.float64)
-        self.eta, self.alpha = cfg["algo"]["eta"], cfg["algo"]["alpha"]
+        self.eta = cfg["algo"]["eta"]
+        # the server's update is the NIGT step: d <- (1-eta) d + eta g, normalised step alpha
+        self.opt = NIGT(theta0, self.eta, cfg["algo"]["alpha"])
         self.book = RoundBook(cfg, self.n)
         self.window = cfg["run"]["target_window"]
         h = compute_factors(cfg, self.n)
@@ -60,10 +59,7 @@ class AFedPGEngine:
     # ------------------------------------------------------------------ server
 
     def _serve(self) -> dict:
-        d, n = self.d, self.n
-        theta = self.theta0.copy()
-        theta_prev = self.theta0.copy() if self.theta_prev0 is None else self.theta_prev0.copy()
-        direction = np.zeros(d) if self.direction0 is None else self.direction0.copy()
+        d, n, opt = self.d, self.n, self.opt
         params = np.empty(2 + 2 * d)
         msg = np.empty(HDR + d)
         status = MPI.Status()
@@ -71,7 +67,7 @@ class AFedPGEngine:
 
         def send_params(dest: int, go: bool, k: int) -> None:
             params[0], params[1] = (1.0 if go else 0.0), k
-            params[2 : 2 + d], params[2 + d :] = theta, theta_prev
+            params[2 : 2 + d], params[2 + d :] = opt.theta, opt.theta_prev
             self.comm.Send(params, dest=dest, tag=TAG_PARAMS)
 
         k = self.k0
@@ -88,27 +84,19 @@ class AFedPGEngine:
                 send_params(j, False, k)
                 outstanding -= 1
                 continue
-            version, steps, eps, ret = msg[:HDR]
+            version, steps, _, ret = msg[:HDR]  # one episode per gradient
             g = msg[HDR:]
             self.staleness.append(k - int(version))
             if k == 0:
-                direction[:] = g  # d_0 (inferred: the first arrival)
+                opt.initialise(g)  # d_0 (inferred: the first arrival)
             else:
-                direction *= 1.0 - self.eta
-                direction += self.eta * g
-            norm = float(np.linalg.norm(direction))
-            theta_prev[:] = theta
-            if norm > 0.0:
-                theta += (self.alpha / norm) * direction
-            stats = np.zeros((n, len(STATS)))
-            row = dict(grads=1, env_steps=steps, episodes=eps, return_sum=ret * eps,
-                       n_returns=eps, reports=1)
-            stats[j - 1, :] = [row.get(name, 0) for name in STATS]
+                opt.step(g)
             self.book.comm_bytes += 8 * d + 16 * d  # g up, (theta, theta_prev) down
             elapsed = self.t_offset + time.perf_counter() - t_start
             rets = [[] for _ in range(n)]
-            rets[j - 1] = [ret] if eps else []
-            record = self.book.record(k, elapsed, stats, rets, theta)
+            rets[j - 1] = [ret]
+            record = self.book.record(k, elapsed, one_gradient_stats(n, j - 1, steps, ret), rets,
+                                      opt.theta)
             record["staleness"] = self.staleness[-1]
             if self.on_round is not None:
                 self.on_round(record)
@@ -123,9 +111,8 @@ class AFedPGEngine:
                 send_params(j, True, k)
         self.rounds = k - 1
         self.wall = time.perf_counter() - t_start
-        self.final = {"theta": theta, "theta_prev": theta_prev, "direction": direction,
-                      "k": k, "time_s": self.t_offset + self.wall}
-        return theta
+        self.final = {"k": k, "time_s": self.t_offset + self.wall}
+        return opt.theta
 
     # ------------------------------------------------------------------ worker
 
@@ -165,8 +152,8 @@ class AFedPGEngine:
         per_rank = self.comm.gather(mine, root=0)
         if self.rank == 0 and self.on_checkpoint is not None:
             f = self.final
-            arrays = {"theta": f["theta"], "theta_prev": f["theta_prev"],
-                      "direction": f["direction"]}
+            arrays = {"theta": self.opt.theta, "theta_prev": self.opt.theta_prev,
+                      "direction": self.opt.d}
             state = {"round": f["k"] - 1, "k": f["k"], "time_s": f["time_s"],
                      "ranks": self.size, "algo": "afedpg", "book": self.book.state(),
                      "per_rank": per_rank, "staleness": self.staleness}
@@ -174,9 +161,9 @@ class AFedPGEngine:
 
     def restore(self, arrays: dict, state: dict) -> None:
         """Continue from a checkpoint: the server resumes at update ``state['k']``."""
-        self.theta0 = arrays["theta"].copy()
-        self.theta_prev0 = arrays["theta_prev"].copy()
-        self.direction0 = arrays["direction"].copy()
+        self.opt.theta[:] = arrays["theta"]
+        self.opt.theta_prev[:] = arrays["theta_prev"]
+        self.opt.d[:] = arrays["direction"]
         self.k0 = state["k"]
         self.t_offset = state["time_s"]
         self.book.restore(state["book"])
@@ -199,20 +186,12 @@ class AFedPGEngine:
         wall = time.perf_counter() - t_start
         summary = None
         if self.rank == 0:
-            b = self.book
-            summary = {
-                "rounds": self.rounds, "env_steps": b.env_steps,
-                "episodes": b.episodes_total, "wall_s": self.wall,
-                "return_window": float(np.mean(b.window)) if b.window else None,
-                "best_window": b.best_window if b.best_window > -math.inf else None,
-                "stop_reason": b.stop_reason,
-                "staleness_mean": float(np.mean(self.staleness)) if self.staleness else 0.0,
-            }
+            summary = {**self.book.summary(self.rounds, self.wall),
+                       "staleness_mean": float(np.mean(self.staleness)) if self.staleness
+                       else 0.0}
         summary = self.comm.bcast(summary, root=0)
         theta = self.comm.bcast(theta, root=0)
         summary["theta"] = theta
-        summary["signalled"] = self.book.signalled if self.rank == 0 else False
-        summary["signalled"] = self.comm.bcast(summary["signalled"], root=0)
         summary["trace"] = None
         self._checkpoint()
         t = self.timers

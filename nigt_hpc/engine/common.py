@@ -30,6 +30,16 @@ class NonFiniteGradients(RuntimeError):
     """Too many gradients with NaN or inf: the run cannot be trusted any further."""
 
 
+def one_gradient_stats(n: int, worker: int, steps: float, ret: float) -> np.ndarray:
+    """Return the per-worker statistics of an AFedPG server update: one gradient from
+    ``worker``, one episode of ``steps`` env steps and return ``ret``."""
+    stats = np.zeros((n, len(STATS)))
+    row = {"grads": 1, "env_steps": steps, "episodes": 1, "return_sum": ret, "n_returns": 1,
+           "reports": 1}
+    stats[worker, :] = [row.get(name, 0) for name in STATS]
+    return stats
+
+
 def make_optimizer(cfg: dict, theta0: np.ndarray):
     """Return the outer step of ``algo.name``: NIGT, or plain PG for the *_pg baselines."""
     a = cfg["algo"]
@@ -148,6 +158,16 @@ class RoundBook:
         self.window.clear()
         self.window.extend(st["window"])
         self.nonfinite = st["nonfinite"]
+
+    def summary(self, rounds: int, wall_s: float) -> dict:
+        """Return the end-of-run summary every engine reports (engines add their own keys)."""
+        return {
+            "rounds": rounds, "env_steps": self.env_steps, "episodes": self.episodes_total,
+            "wall_s": wall_s,
+            "return_window": float(np.mean(self.window)) if self.window else None,
+            "best_window": self.best_window if self.best_window > -math.inf else None,
+            "stop_reason": self.stop_reason, "signalled": self.signalled,
+        }
 
     def record(self, rnd: int, time_s: float, stats: np.ndarray, rets: list[list[float]],
                theta: np.ndarray) -> dict:

@@ -280,19 +280,8 @@ class MPIEngine:
         t.add("policy", self.sampler.t_policy, 0)
         t.add("delay", self.delay.slept, 0)
         t.extra["wall_s"] = wall
-        return {
-            "rounds": self.rounds,
-            "env_steps": self.book.env_steps,
-            "episodes": self.book.episodes_total,
-            "wall_s": wall,
-            "return_window": float(np.mean(self.book.window)) if self.book.window else None,
-            "best_window": self.book.best_window if self.book.best_window > -math.inf
-            else None,
-            "stop_reason": self.book.stop_reason,
-            "signalled": self.book.signalled,
-            "theta": self.opt.theta,
-            "trace": self.trace_events(),
-        }
+        return {**self.book.summary(self.rounds, wall), "theta": self.opt.theta,
+                "trace": self.trace_events()}
 
     def trace_events(self) -> list | None:
         """Return this rank's phases as Chrome trace events (µs since the run began)."""

@@ -30,7 +30,7 @@ from ..config import ConfigError
 from ..delays import comm_factors, compute_factors
 from ..rollout import Sampler
 from ..timers import Timers
-from .common import STATS, RoundBook, make_optimizer
+from .common import STATS, RoundBook, make_optimizer, one_gradient_stats
 
 
 def virtual_speeds(cfg: dict, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,39 +162,31 @@ class SimEngine:
     # ------------------------------------------------------------------ AFedPG
 
     def _afedpg(self) -> None:
-        d, n = self.d, self.n
-        eta, alpha = self.cfg["algo"]["eta"], self.cfg["algo"]["alpha"]
-        theta, theta_prev = self.opt.theta.copy(), self.opt.theta.copy()
-        direction = np.zeros(d)
+        """AFedPG: the server's update is the NIGT step (``self.opt``) on each arrival."""
+        n, opt, eta = self.n, self.opt, self.cfg["algo"]["eta"]
         k = 0
         queue = []
         held = {}  # worker -> (theta, theta_prev, version) it works with
         for w in range(n):
-            held[w] = (theta.copy(), theta_prev.copy(), 0)
+            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0)
             heapq.heappush(queue, (self.h[w] + self.kappa[w], w))
         while True:
             t, w = heapq.heappop(queue)
             th, thp, version = held[w]
             theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
             traj = self._rollout(w, theta_tilde)
-            g = np.zeros(d)
+            g = np.zeros(self.d)
             self.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
             self.staleness.append(k - version)
             if k == 0:
-                direction[:] = g
+                opt.initialise(g)  # d_0: the first arrival (as the MPI engine's server)
             else:
-                direction *= 1.0 - eta
-                direction += eta * g
-            norm = float(np.linalg.norm(direction))
-            theta_prev[:] = theta
-            if norm > 0.0:
-                theta += (alpha / norm) * direction
-            stats = np.zeros((n, len(STATS)))
-            stats[w, [0, 1, 2, 3, 5, 6]] = (1, traj.T, 1, traj.ret, 1, 1)
-            self.book.comm_bytes += 24 * d
+                opt.step(g)
+            self.book.comm_bytes += 24 * self.d
             self.now = t
-            record = self.book.record(k, t, stats, [[traj.ret] if i == w else []
-                                                    for i in range(n)], theta)
+            record = self.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
+                                      [[traj.ret] if i == w else [] for i in range(n)],
+                                      opt.theta)
             record["staleness"] = self.staleness[-1]
             if self.on_round is not None:
                 self.on_round(record)
@@ -202,10 +194,9 @@ class SimEngine:
             k += 1
             if self.book.should_stop(k - 1, t, 0):
                 break
-            held[w] = (theta.copy(), theta_prev.copy(), k)
+            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k)
             cost = self._cost(w, traj) if self.per_step else self.h[w]
             heapq.heappush(queue, (t + cost + self.kappa[w], w))
-        self.opt.theta[:] = theta
 
     # ------------------------------------------------------------------ the loop
 
@@ -220,12 +211,5 @@ class SimEngine:
                 rnd += 1
         wall = time.perf_counter() - t0
         self.timers.extra["wall_s"] = wall
-        return {
-            "rounds": self.rounds, "env_steps": self.book.env_steps,
-            "episodes": self.book.episodes_total, "wall_s": wall, "virtual_s": self.now,
-            "return_window": float(np.mean(self.book.window)) if self.book.window else None,
-            "best_window": self.book.best_window if self.book.best_window > -math.inf
-            else None,
-            "stop_reason": self.book.stop_reason, "signalled": False,
-            "theta": self.opt.theta,
-        }
+        return {**self.book.summary(self.rounds, wall), "virtual_s": self.now,
+                "theta": self.opt.theta}
