@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels as K
+from .envs.compiled import CompiledEnv
+from .kernels import batched as KB
+from .kernels import envs as KE
 from .policy import PolicySpec
 
 
@@ -83,6 +86,8 @@ class Sampler:
         self.steps = 0
         # an interrupted episode kept for re-use: (steps done, last obs, noise, episode)
         self._pending: tuple | None = None
+        # compiled classic-control env: dynamics and policy run in one compiled loop
+        self.compiled = isinstance(env, CompiledEnv)
 
     @property
     def has_pending(self) -> bool:
@@ -105,6 +110,8 @@ class Sampler:
         steps are then sampled at that call's ``theta``.  Each step's behaviour
         ``log pi`` is stored, so such a mixed trajectory is exact input for ``g_IS``.
         """
+        if self.compiled:
+            return self._rollout_compiled(theta, poll, poll_every, on_step, keep)
         spec = self.spec
         if self._pending is not None:
             T, s, noise, episode = self._pending
@@ -172,16 +179,94 @@ class Sampler:
         return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
                           truncated, resumed)
 
+    def _begin(self):
+        """Start the next episode; return (first obs, noise rows, episode index)."""
+        env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
+        episode = self.episode
+        self.episode += 1
+        s, _ = self.env.reset(seed=env_seed)
+        # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
+        if self.discrete:
+            noise = rng.random((self.horizon, 1))
+        else:
+            noise = rng.standard_normal((self.horizon, self.spec.act_dim))
+        return s, noise, episode
+
+    def _rollout_compiled(self, theta, poll, poll_every, on_step, keep):
+        """``rollout`` for a CompiledEnv: the same episodes, seeds, polls and results.
+
+        The compiled loop runs up to the next poll point (every ``poll_every`` steps), or
+        one step at a time when an emulated per-step delay must be called after each step.
+        Policy inference is inside that loop, so its time counts as env time here.
+        """
+        env, spec = self.env, self.spec
+        obs, acts, rew, logp = self._obs, self._acts, self._rew, self._logp
+        if self._pending is not None:
+            T, state, noise, episode = self._pending
+            self._pending = None
+            env.state[:] = state
+            resumed = True
+        else:
+            s, noise, episode = self._begin()
+            obs[0] = s
+            T = 0
+            resumed = False
+        T0 = T
+        limit = min(self.horizon, env.max_episode_steps)  # TimeLimit or horizon H
+        if on_step is not None or poll is None:
+            stride = 1 if on_step is not None else limit
+        else:
+            stride = max(1, int(poll_every))
+        terminated = interrupted = False
+        clock = time.perf_counter
+        t_env = 0.0
+        try:
+            while T < limit:
+                t_stop = min(limit, (T // stride + 1) * stride)
+                t0 = clock()
+                T, terminated = KE.rollout(env.kind, env.state, env.params, T, t_stop, theta,
+                                           spec.sizes, spec.head, noise, spec.a_center,
+                                           spec.a_scale, spec.squash, self._work, obs, acts,
+                                           rew, logp, self._a)
+                t_env += clock() - t0
+                told_to_stop = False
+                if on_step is not None:
+                    told_to_stop = on_step()
+                if terminated or T >= limit:
+                    break
+                if told_to_stop:
+                    interrupted = True
+                    break
+                if poll is not None and T % poll_every == 0 and poll(T):
+                    interrupted = True
+                    break
+        finally:
+            self.t_env += t_env
+            self.steps += T - T0
+        if interrupted:
+            if keep:
+                self._pending = (T, env.state.copy(), noise, episode)
+            return None
+        return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
+                          not terminated, resumed)
+
     def add_grad(self, theta: np.ndarray, traj: Trajectory, weight: float,
                  out: np.ndarray) -> None:
-        """Add ``weight * g_H(traj, theta)`` to ``out`` (trajectory sampled at ``theta``)."""
+        """Add ``weight * g_H(traj, theta)`` to ``out`` (trajectory sampled at ``theta``).
+
+        Long trajectories of large policies go through the matrix-form kernels
+        (``kernels.batched``), the rest through the per-step ones; the choice depends only
+        on (T, d), so it is the same on every rank and every rerun.
+        """
         spec = self.spec
-        K.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
-                      self.gamma, float(weight), out)
+        kern = KB if KB.use_batched(traj.T, len(theta)) else K
+        kern.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
+                         self.gamma, float(weight), out)
 
     def add_grad_is(self, theta: np.ndarray, traj: Trajectory, clip: float, weight: float,
                     out: np.ndarray) -> None:
         """Add ``weight * g_IS(traj; theta, beta)``, beta the theta it was sampled at."""
         spec = self.spec
-        K.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew, traj.logp,
-                  self.gamma, float(clip), float(weight), out)
+        kern = KB if KB.use_batched(traj.T, len(theta)) else K
+        kern.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew, traj.logp,
+                     self.gamma, float(clip), float(weight), out)

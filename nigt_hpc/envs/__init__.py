@@ -91,9 +91,31 @@ def worker_kwargs(cfg: dict, worker: int) -> dict:
     return kwargs
 
 
+def use_compiled(cfg: dict, worker: int = 0) -> bool:
+    """Return whether ``env.backend`` gives worker ``worker`` the compiled env.
+
+    ``auto`` picks it where one exists for the id and kwargs; ``compiled`` insists (and
+    says why not); ``gymnasium`` always takes the reference implementation.
+    """
+    from .compiled import unsupported_reason
+
+    backend = cfg["env"]["backend"]
+    if backend == "gymnasium":
+        return False
+    why = unsupported_reason(cfg["env"]["id"], worker_kwargs(cfg, worker))
+    if why and backend == "compiled":
+        raise ConfigError(f"env.backend = 'compiled': {why}; use 'auto' or 'gymnasium'")
+    return why is None
+
+
 def make_env(cfg: dict, worker: int = 0):
     """Return the environment of global worker ``worker`` (0-based)."""
-    env = _gym_make(cfg["env"]["id"], worker_kwargs(cfg, worker))
+    if use_compiled(cfg, worker):
+        from .compiled import CompiledEnv
+
+        env = CompiledEnv(cfg["env"]["id"], worker_kwargs(cfg, worker))
+    else:
+        env = _gym_make(cfg["env"]["id"], worker_kwargs(cfg, worker))
     if cfg["env"]["heterogeneity"] == "negate_obs":
         env = NegateObs(env, negate=worker > 0)
     return env
