@@ -1,5 +1,6 @@
-"""``nigt-hpc bench kernels``: µs per env step of our kernels beside a numpy reference
-measured in the same run (BENCHMARKS.md sizes)."""
+"""``nigt-hpc bench kernels|envs|comm``: our figures beside a reference measured in the
+same run -- a numpy reference for kernels, gymnasium's own env for envs, a plain Allreduce
+of the same size for comm.  Absolute numbers drift between machines; the ratios travel."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import numpy as np
 
 from . import kernels as K
+from .kernels import batched as KB
 
 # (name, layer sizes, head) of the four reference sizes in BENCHMARKS.md
 SIZES = [
@@ -112,6 +114,9 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     def run_numpy():
         numpy_grad(theta, sizes, head, X, A, coef)
 
+    def run_matrix():
+        KB.grad_gpomdp(theta, sizes, head, X, A, rew, 0.99, 1.0, out)
+
     ref = numpy_grad(theta, sizes, head, X, A, coef)
     mine = np.zeros_like(theta)
     K.score_sum(theta, sizes, head, X, A, coef, mine)
@@ -119,28 +124,51 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     t_act = _median_time(run_act, repeat) / T * 1e6
     t_grad = _median_time(run_grad, repeat) / T * 1e6
     t_np = _median_time(run_numpy, repeat) / T * 1e6
+    t_mx = _median_time(run_matrix, repeat) / T * 1e6
+    mx = np.zeros_like(theta)
+    KB.score_sum(theta, sizes, head, X, A, coef, mx)
+    err_mx = float(np.max(np.abs(mx - ref)) / max(1e-300, np.max(np.abs(ref))))
     fl = flops_per_step(sizes_l)
     return {"kernel": name, "act_us_per_step": t_act, "grad_us_per_step": t_grad,
             "grad_gflops": fl / (t_grad * 1e3), "numpy_grad_us_per_step": t_np,
             "grad_speedup_vs_numpy": t_np / t_grad, "flops_per_step": fl,
-            "max_rel_diff_vs_numpy": err}
+            "max_rel_diff_vs_numpy": err,
+            "matrix_grad_us_per_step": t_mx, "matrix_gflops": fl / (t_mx * 1e3),
+            "matrix_speedup_vs_numpy": t_np / t_mx, "matrix_max_rel_diff_vs_numpy": err_mx,
+            "sampler_uses": "matrix" if KB.use_batched(T, len(theta)) else "per-step"}
 
 
 def print_table(rows: list[dict]) -> None:
     """Print the kernel rows as a fixed-width table."""
     print(f"kernels, float64, T={T}, µs per env step (median); numpy = vectorised reference "
-          "in this run")
-    print(f"{'policy':<22}{'act':>9}{'grad':>9}{'GFLOP/s':>9}{'numpy':>9}{'grad/numpy':>12}")
+          "in this run; step = per-step kernel, matrix = kernels.batched")
+    print(f"{'policy':<22}{'act':>8}{'step':>8}{'matrix':>8}{'GFLOP/s':>9}{'numpy':>8}"
+          f"{'numpy/matrix':>14}{'sampler':>10}")
     for r in rows:
-        print(f"{r['kernel']:<22}{r['act_us_per_step']:>9.3f}{r['grad_us_per_step']:>9.3f}"
-              f"{r['grad_gflops']:>9.1f}{r['numpy_grad_us_per_step']:>9.3f}"
-              f"{r['grad_speedup_vs_numpy']:>11.2f}x")
+        print(f"{r['kernel']:<22}{r['act_us_per_step']:>8.2f}{r['grad_us_per_step']:>8.2f}"
+              f"{r['matrix_grad_us_per_step']:>8.2f}{r['matrix_gflops']:>9.1f}"
+              f"{r['numpy_grad_us_per_step']:>8.2f}{r['matrix_speedup_vs_numpy']:>13.2f}x"
+              f"{r['sampler_uses']:>10}")
 
 
 def main(what: str, json_path: str | None, repeat: int) -> int:
     """Run one benchmark family, print it, optionally write JSON; return the exit status."""
-    rows = bench_kernels(repeat)
-    print_table(rows)
+    if what == "envs":
+        from .bench_envs import bench_envs, print_envs
+
+        rows = bench_envs(repeat)
+        print_envs(rows)
+    elif what == "comm":
+        from .bench_comm import bench_comm
+
+        rows = bench_comm(repeat)
+        if rows is None:
+            return 2
+        if not rows:  # not rank 0
+            return 0
+    else:
+        rows = bench_kernels(repeat)
+        print_table(rows)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump({"bench": what, "rows": rows}, fh, indent=1)

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "into OUT_DIR")
 
     b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
-    b.add_argument("what", choices=["kernels"])
+    b.add_argument("what", choices=["kernels", "envs", "comm"])
     b.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     b.add_argument("--repeat", type=int, default=5, help="repetitions (median is reported)")
     return p

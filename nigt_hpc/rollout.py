@@ -121,7 +121,9 @@ class Sampler:
             env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
             episode = self.episode
             self.episode += 1
+            t_r = time.perf_counter()
             s, _ = self.env.reset(seed=env_seed)
+            self.t_env += time.perf_counter() - t_r  # reset is environment time too
             # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
             if self.discrete:
                 noise = rng.random((self.horizon, 1))
@@ -184,7 +186,9 @@ class Sampler:
         env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
         episode = self.episode
         self.episode += 1
+        t_r = time.perf_counter()
         s, _ = self.env.reset(seed=env_seed)
+        self.t_env += time.perf_counter() - t_r  # reset is environment time too
         # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
         if self.discrete:
             noise = rng.random((self.horizon, 1))

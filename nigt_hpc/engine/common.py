@@ -96,10 +96,12 @@ class Exchange:
         """Fill the buffer with this rank's share; ``worker=None`` for a rank that samples
         nothing.  ``time_s`` is counted only from rank 0 (others pass 0)."""
         b = self.buf
-        b[:] = 0.0
         d = self.d
+        b[d:] = 0.0  # the d-part is overwritten below (zeroing it too cost a pass over d)
         if local is not None:
             np.multiply(local.g_sum, weight, out=b[:d])
+        else:
+            b[:d] = 0.0
         b[d] = time_s
         b[d + 1] = 1.0 if stop_request else 0.0
         b[d + 2] = 1.0 if checkpoint_due else 0.0
@@ -113,12 +115,16 @@ class Exchange:
         return b
 
     def unpack(self) -> tuple[np.ndarray, float, int, bool, np.ndarray, list[list[float]]]:
-        """Return (g, time_s, stop_requests, checkpoint_due, stats[n, S], recent returns)."""
+        """Return (g, time_s, stop_requests, checkpoint_due, stats[n, S], recent returns).
+
+        ``g`` is a view into the buffer, valid until the next ``pack`` (the outer step
+        consumes it at once; copying d doubles each round cost up to 0.5 ms at d = 1e6).
+        """
         b, d = self.buf, self.d
         per = b[d + len(GLOBAL) :].reshape(self.n, self.per)
         stats = per[:, :_S].copy()
         rets = [list(per[i, _S : _S + int(stats[i, 5])]) for i in range(self.n)]
-        return (b[:d].copy(), float(b[d]), int(round(b[d + 1])), bool(b[d + 2] > 0.0), stats,
+        return (b[:d], float(b[d]), int(round(b[d + 1])), bool(b[d + 2] > 0.0), stats,
                 rets)
 
 
