@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from .policy import (
-    HEAD_GAUSS_LOGSTD,
     HEAD_GAUSS_SOFTPLUS,
     HEAD_SOFTMAX,
     LOG_SQRT_2PI,

@@ -15,6 +15,7 @@ figures printed):
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -44,7 +45,8 @@ def bench_comm(repeat: int = 5) -> list[dict] | None:
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if size < 2:
-        print("error: bench comm needs at least 2 ranks: mpiexec -n 2 nigt-hpc bench comm")
+        print("error: bench comm needs at least 2 ranks: mpiexec -n 2 nigt-hpc bench comm",
+              file=sys.stderr)
         return None
     rows = []
     for d in SIZES:

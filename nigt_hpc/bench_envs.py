@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from . import config, kernels as K, run
+from . import config, run
+from . import kernels as K
 from .envs.compiled import SUPPORTED, CompiledEnv
 from .kernels import envs as KE
 from .rollout import Sampler

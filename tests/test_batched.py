@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from nigt_hpc.kernels import batched as B
 
 from nigt_hpc import kernels as K
-from nigt_hpc.kernels import batched as B
 
 CASES = [
     ([6, 16, 16, 3], K.HEAD_SOFTMAX),

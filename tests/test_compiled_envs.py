@@ -10,11 +10,11 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from nigt_hpc.kernels import envs as KE
 
 from nigt_hpc import config, envs, kernels, run
 from nigt_hpc.config import ConfigError
 from nigt_hpc.envs.compiled import SUPPORTED, CompiledEnv
-from nigt_hpc.kernels import envs as KE
 from nigt_hpc.rollout import Sampler
 
 IDS = sorted(SUPPORTED)
@@ -55,7 +55,7 @@ def test_terminations_and_time_limits_happen():
     """Each env's end conditions are exercised: a terminal step and a TimeLimit cut."""
     c = CompiledEnv("CartPole-v1")
     c.reset(seed=0)
-    for t in range(100):
+    for _ in range(100):
         _, r, term, trunc, _ = c.step(1)
         if term:
             break

@@ -107,3 +107,16 @@ def test_real_engine_and_virtual_clock_agree(tmp_path, algo):
     (t_mpi, g_mpi), (t_sim, g_sim) = summary(tmp_path / "mpi"), summary(tmp_path / "sim")
     assert abs(t_mpi - t_sim) <= 0.15 * t_sim, (t_mpi, t_sim)
     assert g_mpi == g_sim
+
+
+def test_bench_comm_rows_and_json(tmp_path):
+    p = launch(2, "bench", "comm", "--repeat", "1", "--json", str(tmp_path / "c.json"),
+               cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("comm, 2 ranks") == 1  # rank 0 prints
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert [r["row"] for r in rows][-1] == "rma counter fetch_add"
+    assert {r["row"] for r in rows} >= {"allreduce d=100", "allreduce d=1000000"}
+    for r in rows:
+        assert r["ours_us"] > 0 and r["reference_us"] > 0
+        assert r["ratio"] == pytest.approx(r["ours_us"] / r["reference_us"])

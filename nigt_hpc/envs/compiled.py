@@ -34,7 +34,8 @@ def unsupported_reason(env_id: str, kwargs: dict) -> str | None:
     allowed = set(SUPPORTED[env_id][2]) | {"max_episode_steps"}
     extra = sorted(set(kwargs) - allowed)
     if extra:
-        return f"the compiled {env_id} does not take env.kwargs {extra} (it takes {sorted(allowed)})"
+        return (f"the compiled {env_id} does not take env.kwargs {extra} "
+                f"(it takes {sorted(allowed)})")
     return None
 
 
