@@ -110,6 +110,9 @@ def report_text(run_dir: str) -> str:
                f"median {100 * np.median(idle):.1f}%, max {100 * idle.max():.1f}%")
     compile_s = max(r.get("compile_s", 0.0) for r in prof["ranks"])
     out.append(f"kernel warm-up (excluded from time): {compile_s:.2f} s")
+    rss = [r["max_rss_mb"] for r in prof["ranks"] if "max_rss_mb" in r]
+    if rss:
+        out.append(f"peak RSS per rank: {', '.join(f'{x:.0f}' for x in rss)} MiB")
     return "\n".join(out)
 
 

@@ -22,6 +22,14 @@ RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "
 DEFAULT_RUNS = "runs"
 
 
+def max_rss_mb() -> float:
+    """Return this process's peak resident set size in MiB (Linux reports KiB)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024.0 if sys.platform != "darwin" else kib / 2**20
+
+
 def check_rank_count(cfg: dict, n_ranks: int) -> None:
     """Raise ConfigError if ``algo.name`` cannot use ``n_ranks`` ranks."""
     if cfg["algo"]["name"] == "afedpg" and n_ranks < 2:
@@ -231,7 +239,8 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
         output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
                                   / max(1e-9, time.perf_counter() - engine.t_start))
     summary = engine.run()
-    profiles = comm.gather({"rank": rank, **timers.as_dict()}, root=0)
+    profiles = comm.gather({"rank": rank, **timers.as_dict(), "max_rss_mb": max_rss_mb()},
+                           root=0)
     traces = comm.gather(summary.pop("trace", None), root=0)
     if rank == 0:
         output.close()
@@ -281,7 +290,8 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     summary = engine.run()
     output.close()
     write_json(os.path.join(run_dir, "profile.json"),
-               {"ranks": [{"rank": 0, **timers.as_dict()}], "wall_s": summary["wall_s"],
+               {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": max_rss_mb()}],
+                "wall_s": summary["wall_s"],
                 "virtual_s": summary["virtual_s"]})
     np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
     if not quiet:

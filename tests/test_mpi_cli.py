@@ -38,6 +38,7 @@ def test_two_ranks_train_and_split_the_batch(tmp_path):
     assert "ranks = 2" in (out / "config.toml").read_text()
     prof = json.loads((out / "profile.json").read_text())
     assert [r["rank"] for r in prof["ranks"]] == [0, 1]
+    assert all(30 < r["max_rss_mb"] < 4096 for r in prof["ranks"])  # each rank's own peak
 
 
 def test_bad_input_under_mpi_prints_one_line_and_exits_2(tmp_path):
