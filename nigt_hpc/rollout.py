@@ -60,6 +60,19 @@ def episode_seeds(seed: int, worker: int, episode: int) -> tuple[int, np.random.
     return int(env_ss.generate_state(1)[0]), np.random.Generator(np.random.PCG64(pol_ss))
 
 
+def _after_step(done: bool, told_to_stop: bool, poll, poll_every: int, T: int) -> bool | None:
+    """Return None to go on, False when the episode is complete (kept even if the round
+    ended during its last step), True when it is interrupted (told to stop, or a poll at a
+    multiple of ``poll_every`` steps says the round is over)."""
+    if done:
+        return False
+    if told_to_stop:
+        return True
+    if poll is not None and T % poll_every == 0 and poll(T):
+        return True
+    return None
+
+
 class Sampler:
     """Runs episodes of one worker at a given theta and turns them into gradients."""
 
@@ -118,17 +131,7 @@ class Sampler:
             self._pending = None
             resumed = True
         else:
-            env_seed, rng = episode_seeds(self.seed, self.worker, self.episode)
-            episode = self.episode
-            self.episode += 1
-            t_r = time.perf_counter()
-            s, _ = self.env.reset(seed=env_seed)
-            self.t_env += time.perf_counter() - t_r  # reset is environment time too
-            # the whole episode's policy noise in one vectorised draw (see kernels.act_noise)
-            if self.discrete:
-                noise = rng.random((self.horizon, 1))
-            else:
-                noise = rng.standard_normal((self.horizon, spec.act_dim))
+            s, noise, episode = self._begin()
             T = 0
             resumed = False
         obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._a
@@ -161,13 +164,9 @@ class Sampler:
                 if on_step is not None:  # emulated compute: timed apart, as "delay"
                     told_to_stop = on_step()
                     t_prev = clock()
-                if terminated or truncated:
-                    break  # complete: kept even if the round ended during its last step
-                if told_to_stop:
-                    interrupted = True
-                    break
-                if poll is not None and T % poll_every == 0 and poll(T):
-                    interrupted = True
+                verdict = _after_step(terminated or truncated, told_to_stop, poll, poll_every, T)
+                if verdict is not None:
+                    interrupted = verdict
                     break
         finally:
             self.t_env += t_env
@@ -236,13 +235,9 @@ class Sampler:
                 told_to_stop = False
                 if on_step is not None:
                     told_to_stop = on_step()
-                if terminated or T >= limit:
-                    break
-                if told_to_stop:
-                    interrupted = True
-                    break
-                if poll is not None and T % poll_every == 0 and poll(T):
-                    interrupted = True
+                verdict = _after_step(terminated or T >= limit, told_to_stop, poll, poll_every, T)
+                if verdict is not None:
+                    interrupted = verdict
                     break
         finally:
             self.t_env += t_env
