@@ -393,16 +393,13 @@ def rollout(kind, state, params, t0, t_end, theta, sizes, head, noise, a_center,
     with ``t0`` = steps done (the sampler polls MPI between chunks).
     """
     H = obs.shape[0]
-    nobs = obs.shape[1]
-    tmp = np.empty(nobs)
+    tmp = np.empty(obs.shape[1])
     for t in range(t0, t_end):
         logp[t] = act_noise(theta, sizes, head, obs[t], noise[t], a_center, a_scale, squash,
                             work, acts[t], a)
-        r, term = step(kind, state, params, a, False, tmp)
+        # the next observation goes straight into its row; past the buffer it is dropped
+        r, term = step(kind, state, params, a, False, obs[t + 1] if t + 1 < H else tmp)
         rew[t] = r
-        if t + 1 < H:
-            for i in range(nobs):
-                obs[t + 1, i] = tmp[i]
         if term:
             return t + 1, True
     return t_end, False

@@ -24,11 +24,14 @@ SIZES = (100, 1_000, 10_000, 30_000, 100_000, 1_000_000)
 
 
 def _median_us(fn, comm, calls: int, repeat: int) -> float:
+    """Median µs per call of ``fn``; ``comm`` lines the ranks up before each batch (None:
+    one rank times alone)."""
     for _ in range(10):
         fn()
     meds = []
     for _ in range(repeat):
-        comm.Barrier()
+        if comm is not None:
+            comm.Barrier()
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
@@ -79,7 +82,7 @@ def bench_comm(repeat: int = 5) -> list[dict] | None:
     comm.Barrier()
     t_rma = None
     if rank == last:
-        t_rma = _median_us(lambda: ctr.fetch_add(1), _NoBarrier(), 500, repeat)
+        t_rma = _median_us(lambda: ctr.fetch_add(1), None, 500, repeat)
     comm.Barrier()
     msg = np.zeros(1)
 
@@ -106,9 +109,3 @@ def bench_comm(repeat: int = 5) -> list[dict] | None:
               f"{r['ratio']:>7.2f}x  {r['reference']}")
     return rows
 
-
-class _NoBarrier:
-    """Stand-in communicator for timing one rank's calls alone."""
-
-    def Barrier(self):
-        return None

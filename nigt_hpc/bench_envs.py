@@ -42,10 +42,12 @@ def _random_actions(env_id, n, rng):
     return rng.uniform(-hi, hi, (n, 1))
 
 
-def gym_steps_per_s(env_id, n, repeat):
-    """Return the median steps/s of gymnasium's env under random actions."""
+def gym_steps_per_s(env_id, n, repeat, acts=None):
+    """Return the median steps/s of gymnasium's env under random actions (``acts``: one
+    row per step; default: the classic-control draw of ``_random_actions``)."""
     env = _gym(env_id)
-    acts = _random_actions(env_id, n, np.random.default_rng(0))
+    if acts is None:
+        acts = _random_actions(env_id, n, np.random.default_rng(0))
     discrete = acts.ndim == 1
     rates = []
     for r in range(repeat):
@@ -174,33 +176,18 @@ def bench_envs(repeat: int = 5) -> list[dict]:
     def hopper_theta(spec):
         return spec.init_theta(0, -0.5)
 
+    box = _gym("Hopper-v4").action_space
+    acts = np.random.default_rng(0).uniform(box.low.astype(np.float64),
+                                            box.high.astype(np.float64), (5000, box.shape[0]))
+    ref = gym_steps_per_s("Hopper-v4", 5000, repeat, acts)
     for sets, label in ((['policy.kind="mlp"', "policy.hidden=[64, 64]"], "MLP 64-64"),
                         (['policy.kind="linear"'], "linear")):
         rate, over = sampler_steps_per_s("gymnasium", "Hopper-v4", [*sets, "env.horizon=1000"],
                                          hopper_theta, 20, repeat)
-        ref = gym_hopper = gym_steps_per_s_box("Hopper-v4", 5000, repeat)
         rows.append({"row": f"Hopper-v4 sampler rollout+g_H, {label}", "steps_per_s": rate,
-                     "reference": "gymnasium env.step", "reference_steps_per_s": gym_hopper,
+                     "reference": "gymnasium env.step", "reference_steps_per_s": ref,
                      "ratio": rate / ref, "overhead_vs_env_step": over})
     return rows
-
-
-def gym_steps_per_s_box(env_id, n, repeat):
-    """Return gymnasium's steps/s for a Box-action env under uniform random actions."""
-    env = _gym(env_id)
-    rng = np.random.default_rng(0)
-    lo, hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
-    acts = rng.uniform(lo, hi, (n, len(lo)))
-    rates = []
-    for r in range(repeat):
-        env.reset(seed=r)
-        t0 = time.perf_counter()
-        for i in range(n):
-            _, _, term, trunc, _ = env.step(acts[i])
-            if term or trunc:
-                env.reset()
-        rates.append(n / (time.perf_counter() - t0))
-    return float(np.median(rates))
 
 
 def print_envs(rows: list[dict]) -> None:

@@ -216,10 +216,14 @@ class Sampler:
             resumed = False
         T0 = T
         limit = min(self.horizon, env.max_episode_steps)  # TimeLimit or horizon H
-        if on_step is not None or poll is None:
-            stride = 1 if on_step is not None else limit
-        else:
+        # compiled steps between calls back into Python: every step when a delay must be
+        # called after each, else up to the next poll point, else the whole episode
+        if on_step is not None:
+            stride = 1
+        elif poll is not None:
             stride = max(1, int(poll_every))
+        else:
+            stride = limit
         terminated = interrupted = False
         clock = time.perf_counter
         t_env = 0.0
