@@ -26,14 +26,21 @@ from .policy import (
     reward_to_go,
 )
 
-# T * d above which the matrix form is faster than the per-step kernels (see bench.py:
-# measured crossover between 2e4 and 1e5 on the 2-core reference machine).
-BATCH_MIN_WORK = 50_000
+# Where the matrix form beats the per-step kernels: each numpy call costs about a
+# microsecond, 45-110 µs per trajectory in all, so short trajectories stay per-step.
+# Measured (median µs/step, per-step / matrix, this package's 2-core machine):
+# MLP 11-64-64-3 T=20 1.84/2.62, T=50 1.82/1.56 (inside the Hopper sampler, trajectories
+# of 24-55 steps took 3.4 µs/step the matrix way against 2.4 per-step);
+# MLP 376-64-64-17 T=10 6.16/7.77, T=20 6.03/5.09; linear 376->17 T=20 1.92/1.62,
+# T=50 1.88/1.06.  Both conditions depend only on (T, d), so every rank and every rerun
+# picks the same kernel.
+BATCH_MIN_STEPS = 16
+BATCH_MIN_WORK = 250_000
 
 
 def use_batched(T: int, d: int) -> bool:
     """Return whether a trajectory of ``T`` steps and ``d`` parameters goes the matrix way."""
-    return T * d >= BATCH_MIN_WORK
+    return T >= BATCH_MIN_STEPS and T * d >= BATCH_MIN_WORK
 
 
 def _layers(theta, sizes):

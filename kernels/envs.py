@@ -26,8 +26,15 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
 
-from .policy import (CACHE, HEAD_SOFTMAX, act_linear_softmax, act_noise, grad_gpomdp,
-                     reward_to_go, score_sum_linear_softmax_kept)
+from .policy import (
+    CACHE,
+    HEAD_SOFTMAX,
+    act_linear_softmax,
+    act_noise,
+    grad_gpomdp,
+    reward_to_go,
+    score_sum_linear_softmax_kept,
+)
 
 # gymnasium squares np.float64 scalars with ``x**2``, which NumPy and CPython compute with
 # libm's pow(); pow(x, 2) differs from x*x in about 1 of 1200 inputs (measured).  LLVM

@@ -68,4 +68,6 @@ def test_workspace_grows_and_short_calls_after_long_ones_are_right():
 def test_use_batched_threshold():
     assert not B.use_batched(500, 10)  # CartPole's linear softmax stays per-step
     assert B.use_batched(50, 5000)  # Hopper's MLP goes the matrix way
-    assert B.use_batched(1, B.BATCH_MIN_WORK) and not B.use_batched(1, B.BATCH_MIN_WORK - 1)
+    T, W = B.BATCH_MIN_STEPS, B.BATCH_MIN_WORK
+    assert B.use_batched(T, -(-W // T)) and not B.use_batched(T, -(-W // T) - 1)
+    assert not B.use_batched(T - 1, W)  # short trajectories stay per-step whatever d

@@ -1,5 +1,7 @@
 """Kernels against finite differences and the plain-numpy reference."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -205,3 +207,27 @@ def test_act_with_generator_equals_act_with_its_noise(head_name):
     assert lp1 == lp2
     np.testing.assert_array_equal(u1, u2)
     np.testing.assert_array_equal(a1, a2)
+
+
+def test_vectorised_tanh_is_within_4_ulp_of_libm():
+    # the hidden layers' tanh (kernels.policy._tanh) against math.tanh on 3M points:
+    # wide, unit-scale and tiny magnitudes, and the edges of its range reduction
+    from nigt_hpc.kernels import policy as P
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        rng.uniform(-25.0, 25.0, 1_000_000), rng.uniform(-1.0, 1.0, 1_000_000),
+        np.sign(rng.standard_normal(1_000_000)) * 10.0 ** rng.uniform(-300, 0, 1_000_000),
+        [0.0, 1e-310, 0.17328679513998632, 0.3465735902799726, 19.06, 20.0, 1e3, 1e308]])
+    x = np.concatenate([x, -x])
+    got = np.empty_like(x)
+    P.tanh_array(x, got)
+    ref = np.array([math.tanh(v) for v in x])
+    ulp = np.abs(got - ref) / np.spacing(np.abs(ref))
+    assert ulp.max() <= 4.0
+    assert np.mean(got == ref) > 0.75  # most values are exactly libm's
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan])
+    out = np.empty(5)
+    P.tanh_array(special, out)
+    assert out[0] == 0.0 and not np.signbit(out[0]) and np.signbit(out[1])
+    assert out[2] == 1.0 and out[3] == -1.0 and np.isnan(out[4])

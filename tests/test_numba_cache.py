@@ -1,6 +1,7 @@
 """The numba cache switch: NIGT_HPC_NUMBA_CACHE=0 writes nothing to NUMBA_CACHE_DIR."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,3 +19,41 @@ def test_cache_switch(tmp_path, switch, expect_files):
     assert p.returncode == 0, p.stderr
     files = [f for _, _, fs in os.walk(tmp_path) for f in fs if f.endswith((".nbi", ".nbc"))]
     assert bool(files) == expect_files
+
+
+def test_cache_stamp_covers_every_kernel_file(tmp_path):
+    """A kernel cached from envs.py is recompiled when policy.py (which it inlines) changes,
+    although envs.py itself did not (numba alone stamps a function's own file only)."""
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "kernels"), src / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NIGT_HPC_NUMBA_CACHE="1",
+               PYTHONPATH=str(src))
+    script = ("import numpy as np\n"
+              "from kernels import _cache, envs as KE\n"
+              f"assert _cache.INSTALLED and KE.__file__.startswith({str(src)!r})\n"
+              "z = np.zeros(5)\n"
+              "KE.step_many(KE.CARTPOLE, z, np.zeros(2), np.ones((3, 1)), z.copy())\n"
+              "print(len(KE.step_many.stats.cache_hits))\n")
+
+    def hits():
+        # cwd: not the repository, whose own kernels/ would shadow the copy
+        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return int(p.stdout.split()[-1])
+
+    assert hits() == 0  # compiled and stored
+    assert hits() == 1  # loaded
+    with open(src / "kernels" / "policy.py", "a") as f:
+        f.write("\n# an edit in another kernel file\n")
+    assert hits() == 0  # stale: recompiled
+    assert hits() == 1
+
+
+def test_sources_hash_changes_with_any_kernel_file():
+    from nigt_hpc.kernels import _cache
+
+    assert _cache.INSTALLED
+    assert _cache.STAMP[1] == _cache.sources_hash()
+    assert len(_cache.STAMP[1]) == 64

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nigt_hpc import config, envs, kernels, run
-from nigt_hpc.rollout import Sampler, episode_seeds
+from nigt_hpc.rollout import Sampler, _Noise, episode_seeds
 from tests.conftest import needs_mujoco
 
 
@@ -53,6 +53,31 @@ def test_seeds_depend_only_on_seed_worker_and_episode():
     assert not np.array_equal(other.rollout(theta).obs[0], traj_b.obs[0])
     assert episode_seeds(0, 1, 2)[0] == episode_seeds(0, 1, 2)[0]
     assert episode_seeds(0, 1, 2)[0] != episode_seeds(0, 2, 1)[0]
+
+
+def test_episode_seeds_are_the_children_of_one_seed_sequence():
+    # episode_seeds builds the two spawned children directly; the streams must be spawn's
+    for seed, worker, episode in ((0, 0, 0), (7, 3, 12345), (2**40, 99, 1)):
+        env_ss, pol_ss = np.random.SeedSequence([seed, worker, episode]).spawn(2)
+        env_seed, rng = episode_seeds(seed, worker, episode)
+        assert env_seed == int(env_ss.generate_state(1)[0])
+        ref = np.random.Generator(np.random.PCG64(pol_ss))
+        np.testing.assert_array_equal(rng.standard_normal(50), ref.standard_normal(50))
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_noise_drawn_in_chunks_is_the_one_shot_draw(discrete):
+    # the sampler draws an episode's noise as the episode goes; the rows must be those of
+    # one draw of the whole horizon from the same Generator
+    H, width = 300, 1 if discrete else 3
+    noise = _Noise(np.empty((H, width)))
+    noise.start(np.random.default_rng(5), discrete)
+    for t_end in (1, 2, 64, 65, 200, 130, 300):
+        noise.upto(t_end)
+        assert noise.n >= t_end
+    ref = np.random.default_rng(5)
+    one = ref.random((H, width)) if discrete else ref.standard_normal((H, width))
+    np.testing.assert_array_equal(noise.buf, one)
 
 
 def test_behaviour_logp_is_stored_per_step():
