@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 
+from . import envs as KE
+from . import mujoco as KM
 from . import policy as P
 
 
@@ -33,4 +35,31 @@ def warmup() -> float:
         g = np.zeros_like(theta)
         P.grad_gpomdp(theta, sizes, head, obs, acts, rew, 0.99, 1.0, g)
         P.grad_is(theta, sizes, head, obs, acts, rew, np.full(2, lp), 0.99, 1.0, 1.0, g)
+    _warm_envs()
     return time.perf_counter() - t0
+
+
+def _warm_envs() -> None:
+    """The env kernels, with the argument types the sampler and the env classes pass."""
+    state = np.zeros(KE.STATE_LEN)
+    params = np.zeros(1)
+    H = 3
+    for sizes, head in ((np.array([4, 2], dtype=np.int64), P.HEAD_SOFTMAX),  # linear path
+                        (np.array([4, 3, 2], dtype=np.int64), P.HEAD_SOFTMAX),
+                        (np.array([4, 3, 1], dtype=np.int64), P.HEAD_GAUSS_LOGSTD)):
+        theta = P.init_theta(sizes, head, np.random.default_rng(0), -0.5)
+        k = P.act_dim_of(sizes, head)
+        obs, acts = np.zeros((H, 4)), np.zeros((H, k))
+        rew, logp, a = np.zeros(H), np.zeros(H), np.zeros(k)
+        noise = np.full((H, k), 0.5)
+        work = np.empty(P.work_size(sizes))
+        state[:] = 0.0
+        KE.rollout(KE.CARTPOLE, state, params, 0, 1, theta, sizes, head, noise, np.zeros(k),
+                   np.ones(k), True, work, obs, acts, rew, logp, a)
+    o6 = np.zeros(6)
+    KE.observe(KE.CARTPOLE, state, o6)
+    KE.step(KE.CARTPOLE, state, params, np.zeros(1), np.bool_(False), o6)
+    p = np.zeros(KM.P_LEN)
+    p[KM.P_DT] = 0.008
+    q = np.zeros(6)
+    KM.post_step(KM.HOPPER, q, q, np.zeros(3), np.float64(0.0), p, np.zeros(12))

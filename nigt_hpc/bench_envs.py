@@ -8,7 +8,9 @@ Rows:
   (``kernels.envs.rollout_grad``), and the whole sampler (seeding, reset, rollout,
   gradient) with the compiled backend against the same sampler on gymnasium's CartPole;
 * T4 (MuJoCo installed): the sampler on Hopper-v4 with an MLP 64-64, overhead =
-  (sampler wall - time inside ``env.step``) / time inside ``env.step``.
+  (sampler wall - time inside ``env.step``) / time inside ``env.step``;
+* T5 (MuJoCo installed): the direct MuJoCo path (``envs.mujoco_direct``) against
+  ``gymnasium.make(id).step`` under the same random actions, resets included in both.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def _random_actions(env_id, n, rng):
     return rng.uniform(-hi, hi, (n, 1))
 
 
-def gym_steps_per_s(env_id, n, repeat, acts=None):
-    """Return the median steps/s of gymnasium's env under random actions (``acts``: one
-    row per step; default: the classic-control draw of ``_random_actions``)."""
-    env = _gym(env_id)
+def gym_steps_per_s(env_id, n, repeat, acts=None, env=None):
+    """Return the median steps/s of gymnasium's env (or ``env``, with its API) under random
+    actions (``acts``: one row per step; default: the classic-control draw of
+    ``_random_actions``)."""
+    env = env or _gym(env_id)
     if acts is None:
         acts = _random_actions(env_id, n, np.random.default_rng(0))
     discrete = acts.ndim == 1
@@ -176,10 +179,20 @@ def bench_envs(repeat: int = 5) -> list[dict]:
     def hopper_theta(spec):
         return spec.init_theta(0, -0.5)
 
-    box = _gym("Hopper-v4").action_space
-    acts = np.random.default_rng(0).uniform(box.low.astype(np.float64),
-                                            box.high.astype(np.float64), (5000, box.shape[0]))
-    ref = gym_steps_per_s("Hopper-v4", 5000, repeat, acts)
+    from .envs.mujoco_direct import DIRECT, DirectMujocoEnv
+
+    refs = {}
+    for env_id in sorted(i for i in DIRECT if i.endswith("-v4")):
+        box = _gym(env_id).action_space
+        acts = np.random.default_rng(0).uniform(box.low.astype(np.float64),
+                                                box.high.astype(np.float64),
+                                                (5000, box.shape[0]))
+        refs[env_id] = ref = gym_steps_per_s(env_id, 5000, repeat, acts)
+        ours = gym_steps_per_s(env_id, 5000, repeat, acts, DirectMujocoEnv(env_id))
+        rows.append({"row": f"{env_id} direct step", "steps_per_s": ours,
+                     "reference": "gymnasium env.step", "reference_steps_per_s": ref,
+                     "ratio": ours / ref})
+    ref = refs["Hopper-v4"]
     for sets, label in ((['policy.kind="mlp"', "policy.hidden=[64, 64]"], "MLP 64-64"),
                         (['policy.kind="linear"'], "linear")):
         rate, over = sampler_steps_per_s("gymnasium", "Hopper-v4", [*sets, "env.horizon=1000"],
@@ -187,6 +200,11 @@ def bench_envs(repeat: int = 5) -> list[dict]:
         rows.append({"row": f"Hopper-v4 sampler rollout+g_H, {label}", "steps_per_s": rate,
                      "reference": "gymnasium env.step", "reference_steps_per_s": ref,
                      "ratio": rate / ref, "overhead_vs_env_step": over})
+    mlp = ['policy.kind="mlp"', "policy.hidden=[64, 64]", "env.horizon=1000"]
+    rate, over = sampler_steps_per_s("direct", "Hopper-v4", mlp, hopper_theta, 20, repeat)
+    rows.append({"row": "Hopper-v4 sampler rollout+g_H, MLP, direct", "steps_per_s": rate,
+                 "reference": "gymnasium env.step", "reference_steps_per_s": ref,
+                 "ratio": rate / ref, "overhead_vs_env_step": over})
     return rows
 
 
@@ -201,4 +219,4 @@ def print_envs(rows: list[dict]) -> None:
         if "mean_episode_len" in r:
             extra = f"  (mean episode {r['mean_episode_len']:.0f} steps)"
         print(f"{r['row']:<46}{r['steps_per_s']:>12,.0f}{r['reference_steps_per_s']:>12,.0f}"
-              f"{r['ratio']:>8.1f}x  {r['reference']}{extra}")
+              f"{r['ratio']:>8.2f}x  {r['reference']}{extra}")

@@ -59,7 +59,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "env": {
         "id": F("CartPole-v1", "str", help="gymnasium id, or module:Env-v0"),
-        "backend": F("auto", "str", choices=("auto", "compiled", "gymnasium")),
+        "backend": F("auto", "str", choices=("auto", "compiled", "direct", "gymnasium")),
         "horizon": F(500, "int", ge=1, help="H, the truncation horizon of g_H"),
         "gamma": F(0.99, "float", gt=0, le=1),
         "kwargs": F({}, "table", help="passed to gymnasium.make"),

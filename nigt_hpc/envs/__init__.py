@@ -91,29 +91,49 @@ def worker_kwargs(cfg: dict, worker: int) -> dict:
     return kwargs
 
 
-def use_compiled(cfg: dict, worker: int = 0) -> bool:
-    """Return whether ``env.backend`` gives worker ``worker`` the compiled env.
+def backend_of(cfg: dict, worker: int = 0) -> str:
+    """Return the implementation ``env.backend`` gives worker ``worker``: "compiled" (numba
+    classic control), "direct" (MuJoCo stepped directly) or "gymnasium".
 
-    ``auto`` picks it where one exists for the id and kwargs; ``compiled`` insists (and
-    says why not); ``gymnasium`` always takes the reference implementation.
+    ``auto`` picks the compiled or direct one where it exists for the id and kwargs (both
+    give gymnasium's numbers bit for bit); ``compiled`` and ``direct`` insist (and say why
+    not); ``gymnasium`` always takes the reference implementation.
     """
-    from .compiled import unsupported_reason
+    from . import compiled, mujoco_direct
 
     backend = cfg["env"]["backend"]
     if backend == "gymnasium":
-        return False
-    why = unsupported_reason(cfg["env"]["id"], worker_kwargs(cfg, worker))
-    if why and backend == "compiled":
-        raise ConfigError(f"env.backend = 'compiled': {why}; use 'auto' or 'gymnasium'")
-    return why is None
+        return "gymnasium"
+    env_id, kwargs = cfg["env"]["id"], worker_kwargs(cfg, worker)
+    why = {"compiled": compiled.unsupported_reason(env_id, kwargs),
+           "direct": mujoco_direct.unsupported_reason(env_id, kwargs)}
+    if backend in why:
+        if why[backend]:
+            raise ConfigError(f"env.backend = {backend!r}: {why[backend]}; "
+                              f"use 'auto' or 'gymnasium'")
+        return backend
+    for name in ("compiled", "direct"):
+        if why[name] is None:
+            return name
+    return "gymnasium"
+
+
+def use_compiled(cfg: dict, worker: int = 0) -> bool:
+    """Return whether worker ``worker`` gets the compiled classic-control env."""
+    return backend_of(cfg, worker) == "compiled"
 
 
 def make_env(cfg: dict, worker: int = 0):
     """Return the environment of global worker ``worker`` (0-based)."""
-    if use_compiled(cfg, worker):
+    backend = backend_of(cfg, worker)
+    if backend == "compiled":
         from .compiled import CompiledEnv
 
         env = CompiledEnv(cfg["env"]["id"], worker_kwargs(cfg, worker))
+    elif backend == "direct":
+        from .mujoco_direct import DirectMujocoEnv
+
+        env = DirectMujocoEnv(cfg["env"]["id"], worker_kwargs(cfg, worker))
     else:
         env = _gym_make(cfg["env"]["id"], worker_kwargs(cfg, worker))
     if cfg["env"]["heterogeneity"] == "negate_obs":
