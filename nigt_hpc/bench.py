@@ -69,6 +69,68 @@ def numpy_grad(theta, sizes, head, X, A, coef) -> np.ndarray:
     return np.concatenate(out + g_extra)
 
 
+def torch_act(theta, sizes, head, X, noise, distributions=False):
+    """Return a function that runs per-step inference over the rows of ``X`` with torch
+    (float64, no autograd, one thread): forward, sample from the pre-drawn ``noise``,
+    ``log pi``, the env action back as numpy -- what a torch sampler does each step.  With
+    ``distributions`` the head goes through ``torch.distributions`` (Normal/Categorical,
+    what most torch RL code writes); without, through plain tensor ops (the faster of the
+    two).  None when torch is not installed (only a reference here, not a dependency)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    mods, p = [], 0
+    L = len(sizes) - 1
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = torch.nn.Linear(n_in, n_out, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(theta[p : p + n_in * n_out].reshape(n_in, n_out).T))
+            p += n_in * n_out
+            lin.bias.copy_(torch.from_numpy(theta[p : p + n_out]))
+            p += n_out
+        mods.append(lin)
+        if l < L - 1:
+            mods.append(torch.nn.Tanh())
+    net = torch.nn.Sequential(*mods)
+    log_std = torch.from_numpy(theta[p:].copy())
+    half_log_2pi = 0.5 * np.log(2.0 * np.pi)
+
+    def run_dist():
+        D = torch.distributions
+        with torch.no_grad():
+            for t in range(X.shape[0]):
+                z = net(torch.from_numpy(X[t]))
+                if head == K.HEAD_SOFTMAX:
+                    d = D.Categorical(logits=z)
+                    cdf = torch.cumsum(d.probs, 0)
+                    a = torch.clamp(torch.searchsorted(cdf, float(noise[t, 0])), max=z.shape[0] - 1)
+                    float(d.log_prob(a))
+                else:
+                    d = D.Normal(z, torch.exp(log_std))
+                    u = z + d.scale * torch.from_numpy(noise[t])
+                    float(d.log_prob(u).sum())
+                    torch.tanh(u).numpy()
+
+    def run():
+        with torch.no_grad():
+            for t in range(X.shape[0]):
+                z = net(torch.from_numpy(X[t]))
+                if head == K.HEAD_SOFTMAX:
+                    pr = torch.softmax(z, 0)
+                    a = int(torch.searchsorted(torch.cumsum(pr, 0), float(noise[t, 0])))
+                    a = min(a, pr.shape[0] - 1)
+                    float(torch.log(pr[a]))
+                else:
+                    std = torch.exp(log_std)
+                    u = z + std * torch.from_numpy(noise[t])
+                    lp = (-0.5 * ((u - z) / std) ** 2 - log_std - half_log_2pi).sum()
+                    float(lp)
+                    torch.tanh(u).numpy()
+    return run_dist if distributions else run
+
+
 def _median_time(fn, repeat: int) -> float:
     fn()
     times = []
@@ -122,6 +184,11 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     K.score_sum(theta, sizes, head, X, A, coef, mine)
     err = float(np.max(np.abs(mine - ref)) / max(1e-300, np.max(np.abs(ref))))
     t_act = _median_time(run_act, repeat) / T * 1e6
+    noise_t = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+    run_torch = torch_act(theta, sizes_l, head, X, noise_t)
+    t_torch = None if run_torch is None else _median_time(run_torch, repeat) / T * 1e6
+    run_dist = torch_act(theta, sizes_l, head, X, noise_t, distributions=True)
+    t_dist = None if run_dist is None else _median_time(run_dist, repeat) / T * 1e6
     t_grad = _median_time(run_grad, repeat) / T * 1e6
     t_np = _median_time(run_numpy, repeat) / T * 1e6
     t_mx = _median_time(run_matrix, repeat) / T * 1e6
@@ -129,7 +196,11 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     KB.score_sum(theta, sizes, head, X, A, coef, mx)
     err_mx = float(np.max(np.abs(mx - ref)) / max(1e-300, np.max(np.abs(ref))))
     fl = flops_per_step(sizes_l)
-    return {"kernel": name, "act_us_per_step": t_act, "grad_us_per_step": t_grad,
+    return {"kernel": name, "act_us_per_step": t_act, "torch_act_us_per_step": t_torch,
+            "act_speedup_vs_torch": None if t_torch is None else t_torch / t_act,
+            "torch_dist_act_us_per_step": t_dist,
+            "act_speedup_vs_torch_dist": None if t_dist is None else t_dist / t_act,
+            "grad_us_per_step": t_grad,
             "grad_gflops": fl / (t_grad * 1e3), "numpy_grad_us_per_step": t_np,
             "grad_speedup_vs_numpy": t_np / t_grad, "flops_per_step": fl,
             "max_rel_diff_vs_numpy": err,
@@ -142,10 +213,20 @@ def print_table(rows: list[dict]) -> None:
     """Print the kernel rows as a fixed-width table."""
     print(f"kernels, float64, T={T}, µs per env step (median); numpy = vectorised reference "
           "in this run; step = per-step kernel, matrix = kernels.batched")
-    print(f"{'policy':<22}{'act':>8}{'step':>8}{'matrix':>8}{'GFLOP/s':>9}{'numpy':>8}"
-          f"{'numpy/matrix':>14}{'sampler':>10}")
+    print("act = per-step inference from Python, as the sampler calls it; torch = the same "
+          "with torch (float64, no_grad; plain tensor ops / torch.distributions), n/a when "
+          "torch is not installed")
+    print(f"{'policy':<22}{'act':>8}{'torch':>8}{'/act':>7}{'t.dist':>8}{'/act':>7}"
+          f"{'step':>8}{'matrix':>8}{'GFLOP/s':>9}{'numpy':>8}{'numpy/matrix':>14}"
+          f"{'sampler':>10}")
     for r in rows:
-        print(f"{r['kernel']:<22}{r['act_us_per_step']:>8.2f}{r['grad_us_per_step']:>8.2f}"
+        torch_cols = ""
+        for key in ("torch", "torch_dist"):
+            tt = r[f"{key}_act_us_per_step"]
+            torch_cols += (f"{'n/a':>8}{'n/a':>7}" if tt is None
+                           else f"{tt:>8.1f}{r[f'act_speedup_vs_{key}']:>6.1f}x")
+        print(f"{r['kernel']:<22}{r['act_us_per_step']:>8.2f}{torch_cols}"
+              f"{r['grad_us_per_step']:>8.2f}"
               f"{r['matrix_grad_us_per_step']:>8.2f}{r['matrix_gflops']:>9.1f}"
               f"{r['numpy_grad_us_per_step']:>8.2f}{r['matrix_speedup_vs_numpy']:>13.2f}x"
               f"{r['sampler_uses']:>10}")

@@ -14,6 +14,52 @@ def test_bench_kernels_json(tmp_path):
         assert r["max_rel_diff_vs_numpy"] < 1e-10 and r["matrix_max_rel_diff_vs_numpy"] < 1e-10
         assert r["matrix_speedup_vs_numpy"] > 0 and r["sampler_uses"] in ("matrix", "per-step")
         assert r["kernel"] in p.stdout
+        # torch is a reference only: its columns are figures where installed, else None
+        for key in ("torch", "torch_dist"):
+            t = r[f"{key}_act_us_per_step"]
+            assert (t is None) == (not _has_torch())
+            if t is not None:
+                assert t > 0 and r[f"act_speedup_vs_{key}"] == t / r["act_us_per_step"]
+
+
+def _has_torch():
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_torch_reference_runs_the_same_policy():
+    # the torch column times the same network: its log-probs match our kernel's
+    import numpy as np
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from nigt_hpc import bench
+    from nigt_hpc import kernels as K
+
+    sizes = [5, 8, 3]
+    theta = K.init_theta(np.array(sizes), K.HEAD_GAUSS_LOGSTD, np.random.default_rng(0), -0.5,
+                         out_scale=1.0)
+    X = np.random.default_rng(1).standard_normal((4, 5))
+    noise = np.random.default_rng(2).standard_normal((4, 3))
+    assert bench.torch_act(theta, sizes, K.HEAD_GAUSS_LOGSTD, X, noise) is not None
+    seen = []
+    orig = torch.Tensor.numpy
+
+    def spy(t, *a, **k):
+        seen.append(orig(t, *a, **k).copy())
+        return seen[-1]
+
+    torch.Tensor.numpy = spy
+    try:
+        bench.torch_act(theta, sizes, K.HEAD_GAUSS_LOGSTD, X, noise)()
+    finally:
+        torch.Tensor.numpy = orig
+    work, u, a = np.empty(K.work_size(np.array(sizes))), np.empty(3), np.empty(3)
+    for t in range(4):
+        K.act_noise(theta, np.array(sizes), K.HEAD_GAUSS_LOGSTD, X[t], noise[t], np.zeros(3),
+                    np.ones(3), True, work, u, a)
+        np.testing.assert_allclose(seen[t], a, rtol=1e-12, atol=1e-14)
 
 
 def test_bench_envs_json(tmp_path):
@@ -28,6 +74,10 @@ def test_bench_envs_json(tmp_path):
     assert "CartPole sampler rollout+g_H" in rows
     if has_mujoco():
         assert rows["Hopper-v4 sampler rollout+g_H, MLP 64-64"]["overhead_vs_env_step"] > 0
+        for env_id in ("Hopper-v4", "Walker2d-v4", "InvertedPendulum-v4"):
+            r = rows[f"{env_id} direct step"]
+            assert r["ratio"] == r["steps_per_s"] / r["reference_steps_per_s"] > 0
+        assert "Hopper-v4 sampler rollout+g_H, MLP, direct" in rows
     assert "gymnasium env.step" in p.stdout
 
 
