@@ -429,51 +429,8 @@ def step(kind, state, params, a, a_is_f32, obs):
 
 
 @njit(cache=CACHE)
-def _rollout_linear_softmax(kind, state, params, t0, t_end, theta, noise, obs, acts, rew, logp,
-                            a, kept):
-    """``rollout`` for a linear softmax policy (``policy.act_linear_softmax``): the same
-    trajectory, bit for bit, at several times the speed of the generic policy path.
-
-    With a non-empty ``kept`` ((H, n_out + 1)), row ``t`` keeps the step's exps and their
-    sum, so the gradient needs no second forward pass.
-    """
-    n_in = obs.shape[1]
-    n_out = theta.shape[0] // (n_in + 1)
-    z = np.empty(n_out)
-    e = np.empty(n_out)
-    keep = kept.shape[0] > 0
-    for t in range(t0, t_end):
-        if n_out == 2:  # a constant width lets LLVM unroll the softmax (16.5M vs 10M steps/s)
-            ai, lp = act_linear_softmax(theta, n_in, 2, obs, t, noise[t, 0], z, e)
-        else:
-            ai, lp = act_linear_softmax(theta, n_in, n_out, obs, t, noise[t, 0], z, e)
-        acts[t, 0] = ai
-        a[0] = ai
-        logp[t] = lp
-        if keep:
-            s = 0.0
-            for k in range(n_out):
-                kept[t, k] = e[k]
-                s += e[k]
-            kept[t, n_out] = s
-        # the next observation goes straight into row t + 1; past the buffer it is dropped
-        if kind == CARTPOLE:  # direct calls: see ``step``
-            r, term = _step_cartpole(state, params, a, False, obs, t + 1)
-        elif kind == ACROBOT:
-            r, term = _step_acrobot(state, params, a, False, obs, t + 1)
-        elif kind == PENDULUM:
-            r, term = _step_pendulum(state, params, a, False, obs, t + 1)
-        else:
-            r, term = _step_mountaincar(state, params, a, False, obs, t + 1)
-        rew[t] = r
-        if term:
-            return t + 1, True
-    return t_end, False
-
-
-@njit(cache=CACHE)
 def rollout(kind, state, params, t0, t_end, theta, sizes, head, noise, a_center, a_scale,
-            squash, work, obs, acts, rew, logp, a):
+            squash, work, obs, acts, rew, logp, a, kept):
     """Run steps ``t0 .. t_end - 1`` of an episode with the policy inside: env and policy in
     one compiled loop.  ``obs[t0]`` must hold the current observation.
 
@@ -481,13 +438,37 @@ def rollout(kind, state, params, t0, t_end, theta, sizes, head, noise, a_center,
     Return ``(steps done, terminated)``; it stops early on termination.  Callers cut the
     episode at the time limit / horizon through ``t_end`` and may resume by calling again
     with ``t0`` = steps done (the sampler polls MPI between chunks).
+
+    A linear softmax policy goes through ``policy.act_linear_softmax`` (the same numbers
+    as ``act_noise``, several times faster); with a non-empty ``kept`` ((H, n_out + 1)),
+    row ``t`` then keeps the step's exps and their sum, so a gradient pass needs no second
+    forward pass (``rollout_grad``); pass ``np.empty((0, 0))`` otherwise.  (Not a default
+    argument: numba's cache cannot key an array default, measured as a miss every run.)
     """
-    if head == HEAD_SOFTMAX and sizes.shape[0] == 2:
-        return _rollout_linear_softmax(kind, state, params, t0, t_end, theta, noise, obs,
-                                       acts, rew, logp, a, np.empty((0, 0)))
+    n_in = obs.shape[1]
+    linear_softmax = head == HEAD_SOFTMAX and sizes.shape[0] == 2
+    n_out = sizes[-1]
+    z = np.empty(n_out)
+    e = np.empty(n_out)
+    keep = kept.shape[0] > 0
     for t in range(t0, t_end):
-        logp[t] = act_noise(theta, sizes, head, obs[t], noise[t], a_center, a_scale, squash,
-                            work, acts[t], a)
+        if linear_softmax:
+            if n_out == 2:  # a constant width lets LLVM unroll the softmax (16.5M vs 10M/s)
+                ai, lp = act_linear_softmax(theta, n_in, 2, obs, t, noise[t, 0], z, e)
+            else:
+                ai, lp = act_linear_softmax(theta, n_in, n_out, obs, t, noise[t, 0], z, e)
+            acts[t, 0] = ai
+            a[0] = ai
+            logp[t] = lp
+            if keep:
+                s = 0.0
+                for k in range(n_out):
+                    kept[t, k] = e[k]
+                    s += e[k]
+                kept[t, n_out] = s
+        else:
+            logp[t] = act_noise(theta, sizes, head, obs[t], noise[t], a_center, a_scale,
+                                squash, work, acts[t], a)
         # the next observation goes straight into row t + 1; past the buffer it is dropped
         if kind == CARTPOLE:  # direct calls: see ``step``
             r, term = _step_cartpole(state, params, a, False, obs, t + 1)
@@ -515,14 +496,14 @@ def rollout_grad(kind, state, params, t_limit, theta, sizes, head, noise, a_cent
     if head == HEAD_SOFTMAX and sizes.shape[0] == 2:
         # the rollout keeps each step's exps; the gradient pass re-uses them (same numbers)
         kept = np.empty((min(t_limit, obs.shape[0]), sizes[1] + 1))
-        T, term = _rollout_linear_softmax(kind, state, params, 0, t_limit, theta, noise, obs,
-                                          acts, rew, logp, a, kept)
+        T, term = rollout(kind, state, params, 0, t_limit, theta, sizes, head, noise,
+                          a_center, a_scale, squash, work, obs, acts, rew, logp, a, kept)
         coef = np.empty(T)
         reward_to_go(rew[:T], gamma, weight, coef)
         score_sum_linear_softmax_kept(theta, obs[:T], acts[:T], kept, coef, out)
         return T, term
     T, term = rollout(kind, state, params, 0, t_limit, theta, sizes, head, noise, a_center,
-                      a_scale, squash, work, obs, acts, rew, logp, a)
+                      a_scale, squash, work, obs, acts, rew, logp, a, np.empty((0, 0)))
     grad_gpomdp(theta, sizes, head, obs[:T], acts[:T], rew[:T], gamma, weight, out)
     return T, term
 

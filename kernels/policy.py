@@ -139,6 +139,18 @@ def tanh_array(x, out):
         out[i] = _tanh(x[i])
 
 
+@njit(cache=CACHE, inline="always")
+def _sample_index(e, n_out, r):
+    """Return the first ``k`` with ``r < e[0] + ... + e[k]`` (the last index if none):
+    inverse-CDF sampling on the unnormalised exps, ``r = u * sum(e)`` for a uniform ``u``."""
+    acc = 0.0
+    for k in range(n_out):
+        acc += e[k]
+        if r < acc:
+            return k
+    return n_out - 1
+
+
 def work_size(sizes: np.ndarray) -> int:
     """Return the scratch length the per-step kernels need: every layer, plus one row."""
     return int(np.sum(sizes)) + int(np.max(sizes))
@@ -413,14 +425,7 @@ def act_linear_softmax(theta, n_in, n_out, obs, t, u, z, e):
     """``act_noise`` for a linear softmax policy on row ``t`` of ``obs`` with uniform ``u``:
     return (action index, log pi)."""
     m, s = _linear_softmax_row(theta, n_in, n_out, obs, t, z, e)
-    r = u * s
-    ai = n_out - 1
-    acc = 0.0
-    for k in range(n_out):
-        acc += e[k]
-        if r < acc:
-            ai = k
-            break
+    ai = _sample_index(e, n_out, u * s)
     return ai, z[ai] - m - math.log(s)
 
 
@@ -504,14 +509,7 @@ def act_noise(theta, sizes, head, obs, noise, a_center, a_scale, squash, work, u
     if head == HEAD_SOFTMAX:
         e = work[total:]  # the accumulator row is free once the forward pass is done
         m, s = _softmax_exps(z, n_out, e)
-        r = noise[0] * s
-        ai = n_out - 1
-        acc = 0.0
-        for k in range(n_out):
-            acc += e[k]
-            if r < acc:
-                ai = k
-                break
+        ai = _sample_index(e, n_out, noise[0] * s)
         u_out[0] = ai
         a_out[0] = ai
         return z[ai] - m - math.log(s)

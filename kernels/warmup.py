@@ -55,7 +55,7 @@ def _warm_envs() -> None:
         work = np.empty(P.work_size(sizes))
         state[:] = 0.0
         KE.rollout(KE.CARTPOLE, state, params, 0, 1, theta, sizes, head, noise, np.zeros(k),
-                   np.ones(k), True, work, obs, acts, rew, logp, a)
+                   np.ones(k), True, work, obs, acts, rew, logp, a, np.empty((0, 0)))
     o6 = np.zeros(6)
     KE.observe(KE.CARTPOLE, state, o6)
     KE.step(KE.CARTPOLE, state, params, np.zeros(1), np.bool_(False), o6)

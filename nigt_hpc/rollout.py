@@ -132,6 +132,7 @@ class Sampler:
         self._logp = np.zeros(H)
         self._work = np.empty(spec.work_size)
         self._a = np.empty(spec.act_dim)
+        self._no_kept = np.empty((0, 0))  # kernels.envs.rollout: no softmax terms to keep
         self._noise = _Noise(np.empty((H, 1 if discrete else spec.act_dim)))
         # built-in timers: seconds in env.step and in policy inference (act kernel)
         self.t_env = 0.0
@@ -281,7 +282,7 @@ class Sampler:
                 T, terminated = KE.rollout(env.kind, env.state, env.params, T, t_stop, theta,
                                            spec.sizes, spec.head, noise.buf, spec.a_center,
                                            spec.a_scale, spec.squash, self._work, obs, acts,
-                                           rew, logp, self._a)
+                                           rew, logp, self._a, self._no_kept)
                 t_env += clock() - t0
                 told_to_stop = False
                 if on_step is not None:

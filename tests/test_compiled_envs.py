@@ -160,7 +160,8 @@ def test_rollout_grad_is_rollout_then_g_h():
     again = [np.zeros((H, 4)), np.zeros((H, 1)), np.zeros(H), np.zeros(H)]
     again[0][0] = o
     T2, _ = KE.rollout(env.kind, env.state, env.params, 0, H, theta, sizes, 0, noise,
-                       np.zeros(1), np.ones(1), False, work, *again, np.zeros(1))
+                       np.zeros(1), np.ones(1), False, work, *again, np.zeros(1),
+                       np.empty((0, 0)))
     assert T2 == T and np.array_equal(again[0][:T], bufs[0][:T])
 
 

@@ -57,3 +57,29 @@ def test_sources_hash_changes_with_any_kernel_file():
     assert _cache.INSTALLED
     assert _cache.STAMP[1] == _cache.sources_hash()
     assert len(_cache.STAMP[1]) == 64
+
+
+def test_warm_cache_serves_every_warmed_kernel(tmp_path):
+    """From a warm cache, the warm-up compiles nothing: every kernel signature it touches
+    loads from disk (an array default argument, for one, would miss on every run)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NIGT_HPC_NUMBA_CACHE="1",
+               PYTHONPATH=ROOT)
+    script = ("from numba.core.registry import CPUDispatcher\n"
+              "import nigt_hpc.kernels as k\n"
+              "from nigt_hpc.kernels import envs, mujoco, policy\n"
+              "k.warmup()\n"
+              "ds = [v for m in (policy, envs, mujoco) for v in vars(m).values()\n"
+              "      if isinstance(v, CPUDispatcher)]\n"
+              "print(sum(len(d.stats.cache_misses) for d in ds),\n"
+              "      sum(len(d.stats.cache_hits) for d in ds))\n")
+
+    def misses_hits():
+        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return tuple(int(x) for x in p.stdout.split()[-2:])
+
+    first = misses_hits()
+    assert first[0] > 0
+    misses, hits = misses_hits()
+    assert misses == 0 and hits > 0  # (inner kernels load inside their callers)

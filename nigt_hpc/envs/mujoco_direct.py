@@ -93,6 +93,11 @@ class DirectMujocoEnv:
                 p[KM.P_STATE_LO], p[KM.P_STATE_HI] = u._healthy_state_range
         self._p = p
         self._obs_dim = int(self.observation_space.shape[0])
+        nq, nv = self._qpos.shape[0], self._qvel.shape[0]
+        expect = nq + nv - int(p[KM.P_EXCLUDE_X])
+        if self._obs_dim != expect:  # post_step writes exactly this many values
+            raise ConfigError(f"env.backend = 'direct': {env_id} observes {self._obs_dim} "
+                              f"values, the direct step would write {expect}; use 'gymnasium'")
         self._t = 0
 
     def reset(self, seed=None):
