@@ -454,17 +454,15 @@ def rollout(kind, state, params, t0, t_end, theta, sizes, head, noise, a_center,
     for t in range(t0, t_end):
         if linear_softmax:
             if n_out == 2:  # a constant width lets LLVM unroll the softmax (16.5M vs 10M/s)
-                ai, lp = act_linear_softmax(theta, n_in, 2, obs, t, noise[t, 0], z, e)
+                ai, lp, s = act_linear_softmax(theta, n_in, 2, obs, t, noise[t, 0], z, e)
             else:
-                ai, lp = act_linear_softmax(theta, n_in, n_out, obs, t, noise[t, 0], z, e)
+                ai, lp, s = act_linear_softmax(theta, n_in, n_out, obs, t, noise[t, 0], z, e)
             acts[t, 0] = ai
             a[0] = ai
             logp[t] = lp
             if keep:
-                s = 0.0
                 for k in range(n_out):
                     kept[t, k] = e[k]
-                    s += e[k]
                 kept[t, n_out] = s
         else:
             logp[t] = act_noise(theta, sizes, head, obs[t], noise[t], a_center, a_scale,

@@ -282,9 +282,9 @@ def _head_score(theta, sizes, head, z, a, c, dz, glogstd):
     """Write ``c * d log pi / d z`` into ``dz``; add ``c * d log pi / d log_std`` to ``glogstd``."""
     n_out = sizes[-1]
     if head == HEAD_SOFTMAX:
-        m, s = _max_and_sumexp(z, n_out)
+        m, s = _softmax_exps(z, n_out, dz)  # each exp once, kept in dz
         for k in range(n_out):
-            dz[k] = -c * _exp0(z[k] - m) / s
+            dz[k] = -c * dz[k] / s
         dz[int(a[0])] += c
     elif head == HEAD_GAUSS_SOFTPLUS:
         k_dim = n_out // 2
@@ -423,10 +423,10 @@ def _linear_softmax_row(theta, n_in, n_out, obs, t, z, e):
 @njit(cache=CACHE, inline="always")
 def act_linear_softmax(theta, n_in, n_out, obs, t, u, z, e):
     """``act_noise`` for a linear softmax policy on row ``t`` of ``obs`` with uniform ``u``:
-    return (action index, log pi)."""
+    return (action index, log pi, sum of the exps left in ``e``)."""
     m, s = _linear_softmax_row(theta, n_in, n_out, obs, t, z, e)
     ai = _sample_index(e, n_out, u * s)
-    return ai, z[ai] - m - math.log(s)
+    return ai, z[ai] - m - math.log(s), s
 
 
 @njit(cache=CACHE, inline="always")

@@ -88,15 +88,15 @@ class _Noise:
 
     FIRST = 64  # rows in the first chunk; later chunks double
 
-    def __init__(self, buf: np.ndarray):
+    def __init__(self, buf: np.ndarray, discrete: bool):
         self.buf = buf  # (H, width), shared by the sampler's episodes
+        self.discrete = discrete  # uniforms (softmax index) or standard normals
         self.rng: np.random.Generator | None = None
-        self.discrete = False
         self.n = 0  # rows drawn so far
 
-    def start(self, rng: np.random.Generator, discrete: bool) -> None:
+    def start(self, rng: np.random.Generator) -> None:
         """Begin an episode drawn from ``rng``."""
-        self.rng, self.discrete, self.n = rng, discrete, 0
+        self.rng, self.n = rng, 0
 
     def upto(self, t_end: int) -> None:
         """Make sure rows ``[0, t_end)`` are drawn."""
@@ -133,7 +133,7 @@ class Sampler:
         self._work = np.empty(spec.work_size)
         self._a = np.empty(spec.act_dim)
         self._no_kept = np.empty((0, 0))  # kernels.envs.rollout: no softmax terms to keep
-        self._noise = _Noise(np.empty((H, 1 if discrete else spec.act_dim)))
+        self._noise = _Noise(np.empty((H, 1 if discrete else spec.act_dim)), discrete)
         # built-in timers: seconds in env.step and in policy inference (act kernel)
         self.t_env = 0.0
         self.t_policy = 0.0
@@ -238,7 +238,7 @@ class Sampler:
         self.t_env += time.perf_counter() - t_r  # reset is environment time too
         # the policy noise comes from the episode's Generator in vectorised chunks (a
         # Generator crossing into numba costs more than the step itself, kernels.act_noise)
-        self._noise.start(rng, self.discrete)
+        self._noise.start(rng)
         return s, self._noise, episode
 
     def _rollout_compiled(self, theta, poll, poll_every, on_step, keep):

@@ -21,6 +21,14 @@ def test_cache_switch(tmp_path, switch, expect_files):
     assert bool(files) == expect_files
 
 
+def _printed_ints(script, env, cwd):
+    """Run ``script`` in a fresh interpreter (in ``cwd``); return the ints on its last line."""
+    p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return [int(x) for x in p.stdout.splitlines()[-1].split()]
+
+
 def test_cache_stamp_covers_every_kernel_file(tmp_path):
     """A kernel cached from envs.py is recompiled when policy.py (which it inlines) changes,
     although envs.py itself did not (numba alone stamps a function's own file only)."""
@@ -38,10 +46,7 @@ def test_cache_stamp_covers_every_kernel_file(tmp_path):
 
     def hits():
         # cwd: not the repository, whose own kernels/ would shadow the copy
-        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                           text=True, timeout=300, cwd=tmp_path)
-        assert p.returncode == 0, p.stderr
-        return int(p.stdout.split()[-1])
+        return _printed_ints(script, env, tmp_path)[0]
 
     assert hits() == 0  # compiled and stored
     assert hits() == 1  # loaded
@@ -74,10 +79,7 @@ def test_warm_cache_serves_every_warmed_kernel(tmp_path):
               "      sum(len(d.stats.cache_hits) for d in ds))\n")
 
     def misses_hits():
-        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                           text=True, timeout=300, cwd=tmp_path)
-        assert p.returncode == 0, p.stderr
-        return tuple(int(x) for x in p.stdout.split()[-2:])
+        return tuple(_printed_ints(script, env, tmp_path))
 
     first = misses_hits()
     assert first[0] > 0

@@ -70,8 +70,8 @@ def test_noise_drawn_in_chunks_is_the_one_shot_draw(discrete):
     # the sampler draws an episode's noise as the episode goes; the rows must be those of
     # one draw of the whole horizon from the same Generator
     H, width = 300, 1 if discrete else 3
-    noise = _Noise(np.empty((H, width)))
-    noise.start(np.random.default_rng(5), discrete)
+    noise = _Noise(np.empty((H, width)), discrete)
+    noise.start(np.random.default_rng(5))
     for t_end in (1, 2, 64, 65, 200, 130, 300):
         noise.upto(t_end)
         assert noise.n >= t_end
