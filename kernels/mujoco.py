@@ -19,9 +19,7 @@ No fastmath (PITFALLS N6).  ``p`` holds the env's settings (see ``P_*``).
 
 import math
 
-from numba import njit
-
-from .policy import CACHE
+from .policy import CACHE, njit
 
 HOPPER = 0
 WALKER2D = 1

@@ -28,10 +28,25 @@ No MPI, gymnasium or configuration in this module: plain arrays in and out.
 import math
 import os
 
+import numba
 import numpy as np
-from numba import njit
 
 from . import _cache  # noqa: F401  (before any @njit: cache stamps cover every kernel file)
+
+
+def njit(*args, **kw):
+    """``numba.njit`` with numpy's error model, for every kernel in this folder.
+
+    numba's default ("python") model tests every float division for a zero divisor so it can
+    raise ZeroDivisionError.  The test is a branch, and a branch splits the basic block: it
+    kept loops from vectorising, and it sat between CartPole's ``cos(th)`` and ``sin(th)`` so
+    LLVM could not fuse them into one ``sincos`` call (seen in the assembly).  With numpy's model
+    x / 0 gives inf or nan as IEEE 754 says; a non-zero divisor gives the same bits either way.
+    The gradients' non-finite check (``run.max_nonfinite``) is where a bad division surfaces.
+    """
+    kw.setdefault("error_model", "numpy")
+    return numba.njit(*args, **kw)
+
 
 # The on-disk cache (PITFALLS N1): on by default; NIGT_HPC_NUMBA_CACHE=0 turns it off (numba
 # has no global switch), e.g. on a filesystem where renames are not atomic.  Read at import.
@@ -106,7 +121,7 @@ _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13, _F14 = (
     1.0 / math.factorial(n) for n in range(2, 15))
 
 
-@njit(cache=CACHE, inline="always", error_model="numpy")
+@njit(cache=CACHE, inline="always")
 def _tanh(x):
     y = 2.0 * abs(x)
     if y > 40.0:  # a NaN fails this test and comes out NaN, as from libm
@@ -132,7 +147,7 @@ def _tanh(x):
     return math.copysign(em / (em + 2.0), x)
 
 
-@njit(cache=CACHE, error_model="numpy")
+@njit(cache=CACHE)
 def tanh_array(x, out):
     """Write ``tanh(x)`` (the kernels' vectorised tanh) into ``out``; 1-d arrays."""
     for i in range(x.shape[0]):
@@ -156,7 +171,7 @@ def work_size(sizes: np.ndarray) -> int:
     return int(np.sum(sizes)) + int(np.max(sizes))
 
 
-@njit(cache=CACHE, error_model="numpy")
+@njit(cache=CACHE)
 def _forward_row(theta, sizes, x, work):
     """Forward one observation into ``work`` (length ``work_size(sizes)``).
 
@@ -461,6 +476,101 @@ def _score_sum_linear_softmax(theta, obs, acts, coef, out):
         _linear_softmax_score(theta, n_in, n_out, obs, t, int(acts[t, 0]), c, e, s, dz, out)
 
 
+@njit(cache=CACHE, inline="always")
+def _softmax2_dz(c, e0, e1, s, a_is_0):
+    """``dz`` of ``_linear_softmax_score`` for two actions, without a branch on the action
+    (random actions made that branch mispredict half the time): both sums are formed and
+    one is selected, so the numbers are those of ``dz[a_t] += c``."""
+    d0 = -c * e0 / s
+    d1 = -c * e1 / s
+    d0c = d0 + c
+    d1c = d1 + c
+    return (d0c if a_is_0 else d0), (d1 if a_is_0 else d1c)
+
+
+@njit(cache=CACHE)
+def _score_sum_softmax2_kept(obs, acts, kept, coef, out):
+    """``score_sum_linear_softmax_kept`` for two actions: the same numbers, 2x faster.
+
+    The gains (measured on CartPole, 9.8 -> 4.4 ns per step): the accumulators of the bias
+    and of four inputs at a time live in registers (an ``out[k] +=`` loop kept them in
+    memory, since ``out`` may alias ``obs``), and no branch on the action.  Each entry of
+    ``out`` still adds its terms in step order, starting from its old value: same bits.
+    The first four inputs go in the pass that forms ``dz``; any further ones in passes of
+    four (then one) over the stored ``dz``.
+    """
+    n_in = obs.shape[1]
+    T = obs.shape[0]
+    pb = 2 * n_in
+    first4 = n_in >= 4
+    dz = np.empty((T, 2))
+    b0 = out[pb]
+    b1 = out[pb + 1]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    if first4:
+        a0, a1, a2, a3, a4, a5, a6, a7 = (out[0], out[1], out[2], out[3], out[4], out[5],
+                                          out[6], out[7])
+    for t in range(T):
+        c = coef[t]
+        d0, d1 = _softmax2_dz(c, kept[t, 0], kept[t, 1], kept[t, 2], acts[t, 0] == 0.0)
+        dz[t, 0] = d0
+        dz[t, 1] = d1
+        if c != 0.0:  # a zero coefficient adds nothing (as in ``_score_sum``)
+            b0 += d0
+            b1 += d1
+            if first4:
+                x0, x1, x2, x3 = obs[t, 0], obs[t, 1], obs[t, 2], obs[t, 3]
+                a0 += x0 * d0
+                a1 += x0 * d1
+                a2 += x1 * d0
+                a3 += x1 * d1
+                a4 += x2 * d0
+                a5 += x2 * d1
+                a6 += x3 * d0
+                a7 += x3 * d1
+    out[pb] = b0
+    out[pb + 1] = b1
+    i = 0
+    if first4:
+        out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7] = (a0, a1, a2, a3, a4,
+                                                                          a5, a6, a7)
+        i = 4
+    while i + 4 <= n_in:
+        k = 2 * i
+        a0, a1, a2, a3, a4, a5, a6, a7 = (out[k], out[k + 1], out[k + 2], out[k + 3],
+                                          out[k + 4], out[k + 5], out[k + 6], out[k + 7])
+        for t in range(T):
+            if coef[t] == 0.0:
+                continue
+            d0 = dz[t, 0]
+            d1 = dz[t, 1]
+            x0, x1, x2, x3 = obs[t, i], obs[t, i + 1], obs[t, i + 2], obs[t, i + 3]
+            a0 += x0 * d0
+            a1 += x0 * d1
+            a2 += x1 * d0
+            a3 += x1 * d1
+            a4 += x2 * d0
+            a5 += x2 * d1
+            a6 += x3 * d0
+            a7 += x3 * d1
+        out[k], out[k + 1], out[k + 2], out[k + 3] = a0, a1, a2, a3
+        out[k + 4], out[k + 5], out[k + 6], out[k + 7] = a4, a5, a6, a7
+        i += 4
+    while i < n_in:
+        k = 2 * i
+        a0 = out[k]
+        a1 = out[k + 1]
+        for t in range(T):
+            if coef[t] == 0.0:
+                continue
+            xi = obs[t, i]
+            a0 += xi * dz[t, 0]
+            a1 += xi * dz[t, 1]
+        out[k] = a0
+        out[k + 1] = a1
+        i += 1
+
+
 @njit(cache=CACHE)
 def score_sum_linear_softmax_kept(theta, obs, acts, kept, coef, out):
     """``score_sum`` for a linear softmax policy from the exps the rollout kept: row ``t`` of
@@ -468,6 +578,9 @@ def score_sum_linear_softmax_kept(theta, obs, acts, kept, coef, out):
     ``kernels.envs.rollout_grad``).  No forward pass, no exp: the same numbers."""
     n_in = obs.shape[1]
     n_out = theta.shape[0] // (n_in + 1)
+    if n_out == 2:
+        _score_sum_softmax2_kept(obs, acts, kept, coef, out)
+        return
     dz = np.empty(n_out)
     for t in range(obs.shape[0]):
         c = coef[t]

@@ -188,3 +188,78 @@ def test_negate_obs_wraps_the_compiled_env():
     assert isinstance(e1, envs.NegateObs) and isinstance(e1.env, CompiledEnv)
     o, _ = e1.reset(seed=0)
     assert o[-1] == 1.0 and o.shape == (5,)
+
+
+@pytest.mark.parametrize("scale", [0.3, 40.0], ids=["random-ish", "decisive"])
+def test_cartpole_rollout_is_bitwise_the_per_step_loop(scale):
+    """The CartPole rollout computes both successors before it samples the action; it must
+    give exactly what ``step`` after ``act_noise`` gives, step by step: observations,
+    actions, rewards, log-probs, the end state, termination, in chunks (``t0`` > 0) too.
+    A random-ish policy (both actions often) and a decisive one (long episodes)."""
+    sizes = np.array([4, 2], dtype=np.int64)
+    rng = np.random.default_rng(7)
+    H = 300
+    work = np.empty(kernels.work_size(sizes))
+    lengths = []
+    for ep in range(12):
+        theta = rng.normal(size=10) * scale
+        noise = rng.random((H, 1))
+        env = CompiledEnv("CartPole-v1")
+        o, _ = env.reset(seed=ep)
+        start = env.state.copy()
+        # the reference: one public step at a time
+        ref_obs, ref = [np.asarray(o, dtype=np.float64)], []
+        st = start.copy()
+        for t in range(H):
+            u, act = np.empty(1), np.empty(1)
+            lp = kernels.act_noise(theta, sizes, kernels.HEAD_SOFTMAX, ref_obs[-1], noise[t],
+                                   np.zeros(1), np.ones(1), False, work, u, act)
+            ob = np.empty(4)
+            r, term = KE.step(KE.CARTPOLE, st, env.params, act, False, ob)
+            ref.append((u[0], r, lp))
+            ref_obs.append(ob)
+            if term:
+                break
+        T_ref = len(ref)
+        # the compiled loop, in three chunks
+        obs, acts, rew, logp = np.zeros((H, 4)), np.zeros((H, 1)), np.zeros(H), np.zeros(H)
+        obs[0] = o
+        a = np.zeros(1)
+        t, term, cuts = 0, False, [5, 40, H]
+        for cut in cuts:
+            T, term = KE.rollout(env.kind, env.state, env.params, t, cut, theta, sizes,
+                                 kernels.HEAD_SOFTMAX, noise, np.zeros(1), np.ones(1), False,
+                                 work, obs, acts, rew, logp, a, np.empty((0, 0)))
+            t = T
+            if term:
+                break
+        assert t == T_ref and term == (T_ref < H)
+        n = min(T_ref + 1, H)  # the terminal observation too
+        assert np.array_equal(obs[:n], np.array(ref_obs[:n]))
+        lengths.append(T_ref)
+        assert np.array_equal(acts[:T_ref, 0], [x[0] for x in ref])
+        assert np.array_equal(rew[:T_ref], [x[1] for x in ref])
+        assert np.array_equal(logp[:T_ref], [x[2] for x in ref])
+        assert np.array_equal(env.state, st) and a[0] == ref[-1][0]
+    assert max(lengths) > 40  # the chunks were crossed
+
+
+def test_cartpole_dynamics_equal_gymnasium_on_random_states():
+    """The kernels use numpy's error model, so LLVM fuses ``cos(th)`` and ``sin(th)`` into
+    one libm ``sincos`` call: pin that it gives gymnasium's ``math.cos`` / ``math.sin``
+    bits, on 20,000 random states over the whole range, both actions."""
+    g = _gym("CartPole-v1").unwrapped
+    g.reset(seed=0)
+    env = CompiledEnv("CartPole-v1")
+    rng = np.random.default_rng(11)
+    states = rng.uniform(-1, 1, size=(20000, 4)) * np.array([2.4, 5.0, 3.2, 10.0])
+    ob = np.empty(4)
+    for k, s0 in enumerate(states):
+        a = k % 2
+        g.state = s0.copy()
+        g.steps_beyond_terminated = None
+        g_obs, _, g_term, _, _ = g.step(a)
+        env.state[:4] = s0
+        _, term = KE.step(KE.CARTPOLE, env.state, env.params, np.array([float(a)]), False, ob)
+        assert np.array_equal(env.state[:4], np.asarray(g.state, dtype=np.float64))
+        assert np.array_equal(ob, g_obs) and term == g_term

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from nigt_hpc.kernels import policy as KP
 
 from nigt_hpc import kernels as K
 from tests import reference as R
@@ -231,3 +232,62 @@ def test_vectorised_tanh_is_within_4_ulp_of_libm():
     P.tanh_array(special, out)
     assert out[0] == 0.0 and not np.signbit(out[0]) and np.signbit(out[1])
     assert out[2] == 1.0 and out[3] == -1.0 and np.isnan(out[4])
+
+
+def _softmax_score_python(theta, X, A, coef, out):
+    """The linear softmax score sum in plain Python floats, in the kernels' order (logits
+    bias first then input by input, exps of z - max, dz = -c e / s, dz[a] += c); also
+    return the exps and their sums, the ``kept`` rows the compiled rollout leaves."""
+    n_in = X.shape[1]
+    n_out = theta.shape[0] // (n_in + 1)
+    pb = n_in * n_out
+    kept = np.empty((len(X), n_out + 1))
+    for t in range(len(X)):
+        z = [float(theta[pb + o]) for o in range(n_out)]
+        for i in range(n_in):
+            for o in range(n_out):
+                z[o] += float(theta[i * n_out + o]) * float(X[t, i])
+        m = max(z)
+        e = [math.exp(zk - m) for zk in z]
+        s = 0.0
+        for ek in e:
+            s += ek
+        kept[t, :n_out], kept[t, n_out] = e, s
+        c = float(coef[t])
+        if c == 0.0:
+            continue
+        dz = [-c * ek / s for ek in e]
+        dz[int(A[t, 0])] += c
+        for o in range(n_out):
+            out[pb + o] += dz[o]
+        for i in range(n_in):
+            for o in range(n_out):
+                out[i * n_out + o] += float(X[t, i]) * dz[o]
+    return kept
+
+
+@pytest.mark.parametrize("n_in", [1, 3, 4, 5, 8, 11])
+@pytest.mark.parametrize("n_out", [2, 3])
+def test_linear_softmax_score_sums_are_bitwise_the_per_step_arithmetic(n_in, n_out):
+    """Both linear-softmax score kernels (from the kept exps, and with their own forward
+    pass) give exactly the per-step arithmetic: the two-action kernel keeps its sums in
+    registers and blocks inputs by four, which must not reorder any sum.  Zero
+    coefficients (skipped), negative ones, and a non-zero starting ``out``."""
+    rng = np.random.default_rng(n_in * 10 + n_out)
+    T = 57
+    theta = rng.normal(size=(n_in + 1) * n_out) * 3.0
+    X = rng.normal(size=(T, n_in))
+    A = rng.integers(0, n_out, size=(T, 1)).astype(np.float64)
+    coef = rng.normal(size=T)
+    coef[::5] = 0.0
+    start = rng.normal(size=theta.shape[0])
+    ref = start.copy()
+    kept = _softmax_score_python(theta, X, A, coef, ref)
+    sizes = np.array([n_in, n_out], dtype=np.int64)
+    for fn in ("kept", "score_sum"):
+        got = start.copy()
+        if fn == "kept":
+            KP.score_sum_linear_softmax_kept(theta, X, A, kept, coef, got)
+        else:
+            K.score_sum(theta, sizes, K.HEAD_SOFTMAX, X, A, coef, got)
+        np.testing.assert_array_equal(got, ref, err_msg=fn)
