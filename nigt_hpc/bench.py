@@ -72,7 +72,8 @@ def numpy_grad(theta, sizes, head, X, A, coef) -> np.ndarray:
 def torch_act(theta, sizes, head, X, noise, distributions=False):
     """Return a function that runs per-step inference over the rows of ``X`` with torch
     (float64, no autograd, one thread): forward, sample from the pre-drawn ``noise``,
-    ``log pi``, the env action back as numpy -- what a torch sampler does each step.  With
+    ``log pi``, the env action back as numpy, the obs row, stored action and ``log pi`` into
+    the episode's buffers -- what a torch sampler does each step (and ``kernels.act_row``).  With
     ``distributions`` the head goes through ``torch.distributions`` (Normal/Categorical,
     what most torch RL code writes); without, through plain tensor ops (the faster of the
     two).  None when torch is not installed (only a reference here, not a dependency)."""
@@ -97,36 +98,46 @@ def torch_act(theta, sizes, head, X, noise, distributions=False):
     log_std = torch.from_numpy(theta[p:].copy())
     half_log_2pi = 0.5 * np.log(2.0 * np.pi)
 
+    # the sampler's bookkeeping, as ``kernels.act_row`` does it: the obs row, the stored
+    # action row and log pi go into the episode's buffers
+    obs, acts, logp = np.empty_like(X), np.empty((X.shape[0], noise.shape[1])), np.empty(len(X))
+
     def run_dist():
         D = torch.distributions
         with torch.no_grad():
             for t in range(X.shape[0]):
-                z = net(torch.from_numpy(X[t]))
+                obs[t] = X[t]
+                z = net(torch.from_numpy(obs[t]))
                 if head == K.HEAD_SOFTMAX:
                     d = D.Categorical(logits=z)
                     cdf = torch.cumsum(d.probs, 0)
                     a = torch.clamp(torch.searchsorted(cdf, float(noise[t, 0])), max=z.shape[0] - 1)
-                    float(d.log_prob(a))
+                    acts[t, 0] = int(a)
+                    logp[t] = float(d.log_prob(a))
                 else:
                     d = D.Normal(z, torch.exp(log_std))
                     u = z + d.scale * torch.from_numpy(noise[t])
-                    float(d.log_prob(u).sum())
+                    acts[t] = u.numpy()
+                    logp[t] = float(d.log_prob(u).sum())
                     torch.tanh(u).numpy()
 
     def run():
         with torch.no_grad():
             for t in range(X.shape[0]):
-                z = net(torch.from_numpy(X[t]))
+                obs[t] = X[t]
+                z = net(torch.from_numpy(obs[t]))
                 if head == K.HEAD_SOFTMAX:
                     pr = torch.softmax(z, 0)
                     a = int(torch.searchsorted(torch.cumsum(pr, 0), float(noise[t, 0])))
                     a = min(a, pr.shape[0] - 1)
-                    float(torch.log(pr[a]))
+                    acts[t, 0] = a
+                    logp[t] = float(torch.log(pr[a]))
                 else:
                     std = torch.exp(log_std)
                     u = z + std * torch.from_numpy(noise[t])
+                    acts[t] = u.numpy()
                     lp = (-0.5 * ((u - z) / std) ** 2 - log_std - half_log_2pi).sum()
-                    float(lp)
+                    logp[t] = float(lp)
                     torch.tanh(u).numpy()
     return run_dist if distributions else run
 
@@ -159,14 +170,18 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     rew = rng.standard_normal(T)
     coef = np.empty(T)
     K.reward_to_go(rew, 0.99, 1.0, coef)
-    work, u, a = np.empty(K.work_size(sizes)), np.empty(k), np.empty(k)
-    center, scale = np.zeros(k), np.ones(k)
-    act = K.act_noise
+    plan = K.row_plan(sizes, head, True)
+    scratch = K.row_scratch(sizes, np.zeros(k), np.ones(k))
+    a = K.row_action(scratch, k)
+    obs, acts, logp = np.empty_like(X), np.empty((T, k)), np.empty(T)
+    act = K.act_row
+    discrete = head == K.HEAD_SOFTMAX
 
     def run_act():  # as the sampler calls it: noise drawn per episode, one call per step
         noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
         for t in range(T):
-            act(theta, sizes, head, X[t], noise[t], center, scale, True, work, u, a)
+            act(theta, plan, scratch, X[t], obs, noise, acts, logp, t)  # X[t]: the env's obs
+            int(a[0]) if discrete else a.copy()  # the env action, as the sampler hands it on
 
     out = np.zeros_like(theta)
 

@@ -132,6 +132,10 @@ class Sampler:
         self._logp = np.zeros(H)
         self._work = np.empty(spec.work_size)
         self._a = np.empty(spec.act_dim)
+        # the per-step kernel's packed arguments (kernels.act_row)
+        self._plan = K.row_plan(spec.sizes, spec.head, spec.squash)
+        self._scratch = K.row_scratch(spec.sizes, spec.a_center, spec.a_scale)
+        self._row_a = K.row_action(self._scratch, spec.act_dim)
         self._no_kept = np.empty((0, 0))  # kernels.envs.rollout: no softmax terms to keep
         self._noise = _Noise(np.empty((H, 1 if discrete else spec.act_dim)), discrete)
         # built-in timers: seconds in env.step and in policy inference (act kernel)
@@ -166,7 +170,6 @@ class Sampler:
         """
         if self.compiled:
             return self._rollout_compiled(theta, poll, poll_every, on_step, keep)
-        spec = self.spec
         if self._pending is not None:
             T, s, noise, episode = self._pending
             self._pending = None
@@ -175,14 +178,13 @@ class Sampler:
             s, noise, episode = self._begin()
             T = 0
             resumed = False
-        obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._a
-        sizes, head, work = spec.sizes, spec.head, self._work
-        center, scale, squash = spec.a_center, spec.a_scale, spec.squash
+        obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._row_a
+        plan, scratch = self._plan, self._scratch
         terminated = truncated = False
         clock = time.perf_counter
         t_env = t_pol = 0.0
         step = self.env.step
-        act = K.act_noise
+        act = K.act_row
         T0 = T
         interrupted = False
         try:
@@ -192,9 +194,7 @@ class Sampler:
             for t in range(T0, self.horizon):
                 if t >= noise.n:
                     noise.upto(t + 1)
-                obs[t] = s
-                logp[t] = act(theta, sizes, head, obs[t], rows[t], center, scale, squash,
-                              work, acts[t], a)
+                act(theta, plan, scratch, s, obs, rows, acts, logp, t)  # obs[t] = s inside
                 action = int(a[0]) if self.discrete else a.copy()
                 t1 = clock()
                 s, r, terminated, truncated, _ = step(action)

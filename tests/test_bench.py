@@ -59,7 +59,10 @@ def test_torch_reference_runs_the_same_policy():
     for t in range(4):
         K.act_noise(theta, np.array(sizes), K.HEAD_GAUSS_LOGSTD, X[t], noise[t], np.zeros(3),
                     np.ones(3), True, work, u, a)
-        np.testing.assert_allclose(seen[t], a, rtol=1e-12, atol=1e-14)
+        # per step: the stored action row, then the env action
+        np.testing.assert_allclose(seen[2 * t], u, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(seen[2 * t + 1], a, rtol=1e-12, atol=1e-14)
+    assert len(seen) == 8
 
 
 def test_bench_envs_json(tmp_path):

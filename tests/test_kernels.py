@@ -210,6 +210,37 @@ def test_act_with_generator_equals_act_with_its_noise(head_name):
     np.testing.assert_array_equal(a1, a2)
 
 
+@pytest.mark.parametrize("head_name", HEADS)
+@pytest.mark.parametrize("squash", [True, False])
+def test_act_row_is_act_noise_with_its_bookkeeping(head_name, squash):
+    """The sampler's per-step call: the obs row copied in (float32 obs too), then exactly
+    act_noise's stored action, env action and log pi; a wrong obs length is refused."""
+    theta, sizes, head, X, _, _ = make_case(head_name, "mlp")
+    k = K.act_dim_of(sizes, head)
+    T = len(X)
+    rng = np.random.default_rng(5)
+    noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+    center, scale = rng.normal(size=k), rng.uniform(0.5, 2.0, size=k)
+    plan = K.row_plan(sizes, head, squash)
+    scratch = K.row_scratch(sizes, center, scale)
+    a_row = K.row_action(scratch, k)
+    work = np.empty(K.work_size(sizes))
+    for dtype in (np.float64, np.float32):
+        Xs = X.astype(dtype)
+        obs, acts, logp = np.full((T, X.shape[1]), np.nan), np.empty((T, k)), np.empty(T)
+        for t in range(T):
+            K.act_row(theta, plan, scratch, Xs[t], obs, noise, acts, logp, t)
+            u, a = np.empty(k), np.empty(k)
+            lp = K.act_noise(theta, sizes, head, Xs[t].astype(np.float64), noise[t], center,
+                             scale, squash, work, u, a)
+            assert logp[t] == lp
+            np.testing.assert_array_equal(acts[t], u)
+            np.testing.assert_array_equal(a_row, a)
+        np.testing.assert_array_equal(obs, Xs.astype(np.float64))
+    with pytest.raises(ValueError, match="input size"):
+        K.act_row(theta, plan, scratch, X[0][:-1], obs, noise, acts, logp, 0)
+
+
 def test_vectorised_tanh_is_within_4_ulp_of_libm():
     # the hidden layers' tanh (kernels.policy._tanh) against math.tanh on 3M points:
     # wide, unit-scale and tiny magnitudes, and the edges of its range reduction
