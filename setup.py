@@ -9,7 +9,7 @@ from setuptools import setup
 
 setup(
     name="nigt_hpc",
-    version="0.3.0",
+    version="0.3.1",
     description=(
         "Distributed policy-gradient RL on CPU clusters: Rennala/Malenia NIGT over MPI "
         "with numba kernels (Tyurin, Spiridonov, Rudenko, ICLR 2026)"

@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 # When installed, setup.py maps the repository's top-level ``kernels/`` folder to
 # ``nigt_hpc.kernels``.  When this package is imported straight from a source checkout
