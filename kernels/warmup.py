@@ -32,11 +32,9 @@ def warmup() -> float:
         lp = P.act_noise(theta, sizes, head, obs[0], np.zeros(k), np.zeros(k), np.ones(k), True,
                          work, u, a)
         acts[:] = u
-        plan = P.row_plan(sizes, head, True)
-        scratch = P.row_scratch(sizes, np.zeros(k), np.ones(k))
+        plan, mem, _ = P.row_buffers(sizes, head, True, np.zeros(k), np.ones(k), 2, 3, k)
         for s in (obs[1], obs[1].astype(np.float32)):  # gymnasium's obs: float64 or float32
-            P.act_row(theta, plan, scratch, s, obs, np.zeros((2, k)), acts, np.zeros(2), 0)
-        acts[:] = u
+            P.act_row(theta, plan, mem, s, 0)
         g = np.zeros_like(theta)
         P.grad_gpomdp(theta, sizes, head, obs, acts, rew, 0.99, 1.0, g)
         P.grad_is(theta, sizes, head, obs, acts, rew, np.full(2, lp), 0.99, 1.0, 1.0, g)

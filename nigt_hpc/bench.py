@@ -163,6 +163,9 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     sizes = np.array(sizes_l, dtype=np.int64)
     rng = np.random.default_rng(0)
     theta = K.init_theta(sizes, head, rng, -0.5, out_scale=1.0)
+    aligned = K.aligned_empty(len(theta))  # where the sampler places theta (Sampler._aligned)
+    aligned[:] = theta
+    theta = aligned
     k = K.act_dim_of(sizes, head)
     X = rng.standard_normal((T, sizes[0]))
     A = (rng.integers(0, sizes[-1], (T, 1)).astype(float) if head == K.HEAD_SOFTMAX
@@ -170,17 +173,20 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     rew = rng.standard_normal(T)
     coef = np.empty(T)
     K.reward_to_go(rew, 0.99, 1.0, coef)
-    plan = K.row_plan(sizes, head, True)
-    scratch = K.row_scratch(sizes, np.zeros(k), np.ones(k))
-    a = K.row_action(scratch, k)
-    obs, acts, logp = np.empty_like(X), np.empty((T, k)), np.empty(T)
-    act = K.act_row
     discrete = head == K.HEAD_SOFTMAX
+    width = 1 if discrete else k
+    plan, mem, views = K.row_buffers(sizes, head, True, np.zeros(k), np.ones(k), T, sizes[0],
+                                     width)
+    a, noise_buf = views["a"], views["noise"]
+    act = K.act_row
 
     def run_act():  # as the sampler calls it: noise drawn per episode, one call per step
-        noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+        if discrete:
+            rng.random(out=noise_buf)
+        else:
+            rng.standard_normal(out=noise_buf)
         for t in range(T):
-            act(theta, plan, scratch, X[t], obs, noise, acts, logp, t)  # X[t]: the env's obs
+            act(theta, plan, mem, X[t], t)  # X[t]: the env's observation
             int(a[0]) if discrete else a.copy()  # the env action, as the sampler hands it on
 
     out = np.zeros_like(theta)

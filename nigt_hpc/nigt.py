@@ -1,10 +1,20 @@
 """The outer steps: NIGT (ALGORITHMS section 1) and plain policy-gradient ascent.
 
-Pure numpy: no MPI, no environment.  The state is replicated on every rank; every rank
+Pure numpy: no MPI, no environment.  The arrays are 64-byte aligned, as the kernels want
+their ``theta`` (``kernels.aligned_empty``).  The state is replicated on every rank; every rank
 applies the same step to the same aggregated ``g`` and so stays bitwise identical.
 """
 
 import numpy as np
+
+from . import kernels as K
+
+
+def _aligned_copy(x: np.ndarray) -> np.ndarray:
+    """Return a copy of ``x`` on a 64-byte boundary (``kernels.aligned_empty``)."""
+    out = K.aligned_empty(x.shape[0])
+    out[:] = x
+    return out
 
 
 class NIGT:
@@ -20,9 +30,9 @@ class NIGT:
             raise ValueError("alpha must be > 0")
         self.eta = float(eta)
         self.alpha = float(alpha)
-        self.theta = np.array(theta0, dtype=np.float64)
-        self.theta_prev = self.theta.copy()
-        self.d = np.zeros_like(self.theta)
+        self.theta = _aligned_copy(np.asarray(theta0, dtype=np.float64))
+        self.theta_prev = _aligned_copy(self.theta)
+        self.d = _aligned_copy(np.zeros_like(self.theta))
         self.t = 0  # outer iterations done after the initial step
 
     def _normalised_step(self) -> None:
@@ -39,7 +49,13 @@ class NIGT:
 
     def theta_tilde(self) -> np.ndarray:
         """Return line 4's extrapolated point ``theta_t + ((1-eta)/eta)(theta_t - theta_{t-1})``."""
-        return self.theta + ((1.0 - self.eta) / self.eta) * (self.theta - self.theta_prev)
+        # theta + c * (theta - theta_prev), evaluated in that order into an aligned array
+        # (IEEE + and * commute, so these are the bits of the plain expression)
+        out = K.aligned_empty(self.theta.shape[0])
+        np.subtract(self.theta, self.theta_prev, out=out)
+        out *= (1.0 - self.eta) / self.eta
+        out += self.theta
+        return out
 
     def step(self, g: np.ndarray) -> None:
         """Apply lines 6-7 with the aggregated gradient ``g_t`` taken at ``theta_tilde``."""
@@ -60,7 +76,7 @@ class PolicyGradient:
         if lr <= 0.0:
             raise ValueError("lr must be > 0")
         self.lr = float(lr)
-        self.theta = np.array(theta0, dtype=np.float64)
+        self.theta = _aligned_copy(np.asarray(theta0, dtype=np.float64))
         self.t = 0
 
     def initialise(self, g0: np.ndarray) -> None:
@@ -69,7 +85,7 @@ class PolicyGradient:
 
     def theta_tilde(self) -> np.ndarray:
         """Return the point where gradients are sampled: ``theta`` itself (no extrapolation)."""
-        return self.theta.copy()
+        return _aligned_copy(self.theta)
 
     def step(self, g: np.ndarray) -> None:
         """Apply ``theta += lr * g``."""

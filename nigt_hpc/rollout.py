@@ -126,18 +126,17 @@ class Sampler:
         self.discrete = discrete
         self.episode = 0  # index of the next episode of this worker
         H = self.horizon
-        self._obs = np.zeros((H, obs_dim))
-        self._acts = np.zeros((H, spec.act_dim))
+        # one array for the per-step kernel's scratch and the episode's obs, actions,
+        # log pi and noise (kernels.row_buffers): kernels.act_row then takes five arguments
+        self._plan, self._mem, views = K.row_buffers(
+            spec.sizes, spec.head, spec.squash, spec.a_center, spec.a_scale, H, obs_dim,
+            1 if discrete else spec.act_dim)
+        self._obs, self._acts, self._logp = views["obs"], views["acts"], views["logp"]
+        self._work, self._a = views["work"], views["a"]
         self._rew = np.zeros(H)
-        self._logp = np.zeros(H)
-        self._work = np.empty(spec.work_size)
-        self._a = np.empty(spec.act_dim)
-        # the per-step kernel's packed arguments (kernels.act_row)
-        self._plan = K.row_plan(spec.sizes, spec.head, spec.squash)
-        self._scratch = K.row_scratch(spec.sizes, spec.a_center, spec.a_scale)
-        self._row_a = K.row_action(self._scratch, spec.act_dim)
+        self._theta_al: np.ndarray | None = None  # a 64-byte-aligned copy, when needed
         self._no_kept = np.empty((0, 0))  # kernels.envs.rollout: no softmax terms to keep
-        self._noise = _Noise(np.empty((H, 1 if discrete else spec.act_dim)), discrete)
+        self._noise = _Noise(views["noise"], discrete)
         # built-in timers: seconds in env.step and in policy inference (act kernel)
         self.t_env = 0.0
         self.t_policy = 0.0
@@ -146,6 +145,17 @@ class Sampler:
         self._pending: tuple | None = None
         # compiled classic-control env: dynamics and policy run in one compiled loop
         self.compiled = isinstance(env, CompiledEnv)
+
+    def _aligned(self, theta: np.ndarray) -> np.ndarray:
+        """Return ``theta``, or a copy of it on a 64-byte boundary if it is not on one
+        (``kernels.aligned_empty``: split cache-line loads cost the forward pass 25%).  The
+        outer steps already hand out aligned arrays; this covers the rest."""
+        if K.is_aligned(theta) and theta.flags.c_contiguous:
+            return theta
+        if self._theta_al is None or self._theta_al.shape != theta.shape:
+            self._theta_al = K.aligned_empty(theta.shape[0])
+        np.copyto(self._theta_al, theta)
+        return self._theta_al
 
     @property
     def has_pending(self) -> bool:
@@ -168,6 +178,7 @@ class Sampler:
         steps are then sampled at that call's ``theta``.  Each step's behaviour
         ``log pi`` is stored, so such a mixed trajectory is exact input for ``g_IS``.
         """
+        theta = self._aligned(theta)
         if self.compiled:
             return self._rollout_compiled(theta, poll, poll_every, on_step, keep)
         if self._pending is not None:
@@ -178,8 +189,8 @@ class Sampler:
             s, noise, episode = self._begin()
             T = 0
             resumed = False
-        obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._row_a
-        plan, scratch = self._plan, self._scratch
+        obs, acts, rew, logp, a = self._obs, self._acts, self._rew, self._logp, self._a
+        plan, mem = self._plan, self._mem
         terminated = truncated = False
         clock = time.perf_counter
         t_env = t_pol = 0.0
@@ -190,11 +201,10 @@ class Sampler:
         try:
             # two clock reads per step: policy + bookkeeping, then env.step
             t_prev = clock()
-            rows = noise.buf
             for t in range(T0, self.horizon):
                 if t >= noise.n:
                     noise.upto(t + 1)
-                act(theta, plan, scratch, s, obs, rows, acts, logp, t)  # obs[t] = s inside
+                act(theta, plan, mem, s, t)  # obs[t] = s; acts[t], logp[t], a from noise[t]
                 action = int(a[0]) if self.discrete else a.copy()
                 t1 = clock()
                 s, r, terminated, truncated, _ = step(action)
@@ -311,6 +321,8 @@ class Sampler:
         """
         spec = self.spec
         kern = KB if KB.use_batched(traj.T, len(theta)) else K
+        if kern is K:
+            theta = self._aligned(theta)
         kern.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
                          self.gamma, float(weight), out)
 
@@ -319,5 +331,7 @@ class Sampler:
         """Add ``weight * g_IS(traj; theta, beta)``, beta the theta it was sampled at."""
         spec = self.spec
         kern = KB if KB.use_batched(traj.T, len(theta)) else K
+        if kern is K:
+            theta = self._aligned(theta)
         kern.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew, traj.logp,
                      self.gamma, float(clip), float(weight), out)

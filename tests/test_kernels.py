@@ -214,31 +214,37 @@ def test_act_with_generator_equals_act_with_its_noise(head_name):
 @pytest.mark.parametrize("squash", [True, False])
 def test_act_row_is_act_noise_with_its_bookkeeping(head_name, squash):
     """The sampler's per-step call: the obs row copied in (float32 obs too), then exactly
-    act_noise's stored action, env action and log pi; a wrong obs length is refused."""
+    act_noise's stored action, env action and log pi, all in the one buffer; every region
+    of it on a cache line; a wrong obs length is refused."""
     theta, sizes, head, X, _, _ = make_case(head_name, "mlp")
     k = K.act_dim_of(sizes, head)
-    T = len(X)
+    T, n = X.shape
     rng = np.random.default_rng(5)
-    noise = rng.random((T, 1)) if head == K.HEAD_SOFTMAX else rng.standard_normal((T, k))
+    width = 1 if head == K.HEAD_SOFTMAX else k
     center, scale = rng.normal(size=k), rng.uniform(0.5, 2.0, size=k)
-    plan = K.row_plan(sizes, head, squash)
-    scratch = K.row_scratch(sizes, center, scale)
-    a_row = K.row_action(scratch, k)
+    plan, mem, v = K.row_buffers(sizes, head, squash, center, scale, T, n, width)
+    assert v["obs"].shape == (T, n) and v["acts"].shape == (T, k)
+    assert v["noise"].shape == (T, width) and v["logp"].shape == (T,)
+    for name, view in v.items():
+        assert K.is_aligned(view) and view.flags.c_contiguous, name
+        assert np.shares_memory(view, mem), name
+    v["noise"][:] = rng.random((T, 1)) if width == 1 else rng.standard_normal((T, k))
     work = np.empty(K.work_size(sizes))
     for dtype in (np.float64, np.float32):
         Xs = X.astype(dtype)
-        obs, acts, logp = np.full((T, X.shape[1]), np.nan), np.empty((T, k)), np.empty(T)
         for t in range(T):
-            K.act_row(theta, plan, scratch, Xs[t], obs, noise, acts, logp, t)
+            K.act_row(theta, plan, mem, Xs[t], t)
             u, a = np.empty(k), np.empty(k)
-            lp = K.act_noise(theta, sizes, head, Xs[t].astype(np.float64), noise[t], center,
-                             scale, squash, work, u, a)
-            assert logp[t] == lp
-            np.testing.assert_array_equal(acts[t], u)
-            np.testing.assert_array_equal(a_row, a)
-        np.testing.assert_array_equal(obs, Xs.astype(np.float64))
+            lp = K.act_noise(theta, sizes, head, Xs[t].astype(np.float64), v["noise"][t],
+                             center, scale, squash, work, u, a)
+            assert v["logp"][t] == lp
+            np.testing.assert_array_equal(v["acts"][t], u)
+            np.testing.assert_array_equal(v["a"], a)
+        np.testing.assert_array_equal(v["obs"], Xs.astype(np.float64))
+    np.testing.assert_array_equal(v["center"], center)
+    np.testing.assert_array_equal(v["scale"], scale)
     with pytest.raises(ValueError, match="input size"):
-        K.act_row(theta, plan, scratch, X[0][:-1], obs, noise, acts, logp, 0)
+        K.act_row(theta, plan, mem, X[0][:-1], 0)
 
 
 def test_vectorised_tanh_is_within_4_ulp_of_libm():

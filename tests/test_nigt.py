@@ -67,3 +67,21 @@ def test_policy_gradient_is_plain_ascent():
     pg.step(np.array([0.0, 4.0]))
     np.testing.assert_array_equal(pg.theta, [1.0, 2.0])
     np.testing.assert_array_equal(pg.theta_tilde(), pg.theta)
+
+
+def test_outer_steps_hand_out_64_byte_aligned_arrays():
+    """The kernels stream theta's weights every step: the outer steps' arrays start on a
+    cache line, and theta_tilde has the bits of the plain formula."""
+    from nigt_hpc import kernels as K
+
+    rng = np.random.default_rng(3)
+    theta0 = rng.normal(size=1001)[1:]  # a view 8 bytes off its buffer's start
+    opt = NIGT(theta0, eta=0.3, alpha=0.1)
+    opt.initialise(rng.normal(size=1000))
+    opt.step(rng.normal(size=1000))
+    tilde = opt.theta_tilde()
+    assert all(K.is_aligned(a) for a in (opt.theta, opt.theta_prev, opt.d, tilde))
+    plain = opt.theta + ((1.0 - opt.eta) / opt.eta) * (opt.theta - opt.theta_prev)
+    np.testing.assert_array_equal(tilde, plain)
+    pg = PolicyGradient(theta0, lr=0.1)
+    assert K.is_aligned(pg.theta) and K.is_aligned(pg.theta_tilde())

@@ -126,3 +126,43 @@ def test_mujoco_envs_sample_with_squashed_gaussian(env_id):
     g = np.zeros_like(theta)
     s.add_grad(theta, tr, 1.0, g)
     assert np.all(np.isfinite(g)) and np.any(g != 0.0)
+
+
+def _misaligned(theta):
+    """A copy of ``theta`` whose data is not on a 64-byte boundary."""
+    buf = np.empty(theta.shape[0] + 16)
+    for skip in range(1, 9):
+        view = buf[skip : skip + theta.shape[0]]
+        if not kernels.is_aligned(view):
+            view[:] = theta
+            return view
+    raise AssertionError("no misaligned offset found")
+
+
+def test_kernels_get_an_aligned_theta_and_the_same_numbers(monkeypatch):
+    """A theta off the 64-byte grid is copied onto it before the per-step kernels see it
+    (split cache-line loads); the trajectory and gradient are bit for bit the same."""
+    sets = ["env.backend=gymnasium", "policy.kind=mlp", "policy.hidden=[8]"]
+    ref, theta, _ = make(sets)
+    tr_ref = ref.rollout(theta)
+    g_ref = np.zeros_like(theta)
+    ref.add_grad(theta, tr_ref, 1.0, g_ref)
+
+    s, _, _ = make(sets)
+    seen = []
+    act_row = kernels.act_row
+
+    def spy(th, *args):
+        seen.append(kernels.is_aligned(th))
+        return act_row(th, *args)
+
+    monkeypatch.setattr(kernels, "act_row", spy)
+    odd = _misaligned(theta)
+    tr = s.rollout(odd)
+    g = np.zeros_like(theta)
+    s.add_grad(odd, tr, 1.0, g)
+    assert seen and all(seen)
+    for x, y in ((tr.obs, tr_ref.obs), (tr.acts, tr_ref.acts), (tr.logp, tr_ref.logp)):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(g, g_ref)
+    np.testing.assert_array_equal(odd, theta)  # the caller's array is untouched
