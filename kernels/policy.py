@@ -490,6 +490,15 @@ def _score_sum_linear_softmax(theta, obs, acts, coef, out):
     n_out = theta.shape[0] // (n_in + 1)
     z = np.empty(n_out)
     e = np.empty(n_out)
+    if n_out == 2:  # the exps first, then the register-accumulating two-action pass
+        kept = np.empty((obs.shape[0], 3))
+        for t in range(obs.shape[0]):
+            m, s = _linear_softmax_row(theta, n_in, 2, obs, t, z, e)
+            kept[t, 0] = e[0]
+            kept[t, 1] = e[1]
+            kept[t, 2] = s
+        _score_sum_softmax2_kept(obs, acts, kept, coef, out)
+        return
     dz = np.empty(n_out)
     for t in range(obs.shape[0]):
         c = coef[t]

@@ -135,6 +135,7 @@ class Sampler:
         self._work, self._a = views["work"], views["a"]
         self._rew = np.zeros(H)
         self._theta_al: np.ndarray | None = None  # a 64-byte-aligned copy, when needed
+        self._theta_ok: np.ndarray | None = None  # the last theta found aligned
         self._no_kept = np.empty((0, 0))  # kernels.envs.rollout: no softmax terms to keep
         self._noise = _Noise(views["noise"], discrete)
         # built-in timers: seconds in env.step and in policy inference (act kernel)
@@ -150,7 +151,10 @@ class Sampler:
         """Return ``theta``, or a copy of it on a 64-byte boundary if it is not on one
         (``kernels.aligned_empty``: split cache-line loads cost the forward pass 25%).  The
         outer steps already hand out aligned arrays; this covers the rest."""
+        if theta is self._theta_ok or theta.shape[0] < 512:  # checked once per array; a
+            return theta  # theta under 4 KB is not streamed from L2, so left where it is
         if K.is_aligned(theta) and theta.flags.c_contiguous:
+            self._theta_ok = theta
             return theta
         if self._theta_al is None or self._theta_al.shape != theta.shape:
             self._theta_al = K.aligned_empty(theta.shape[0])

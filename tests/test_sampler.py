@@ -140,9 +140,9 @@ def _misaligned(theta):
 
 
 def test_kernels_get_an_aligned_theta_and_the_same_numbers(monkeypatch):
-    """A theta off the 64-byte grid is copied onto it before the per-step kernels see it
+    """A theta (4 KB or more) off the 64-byte grid is copied onto it before the kernels see it
     (split cache-line loads); the trajectory and gradient are bit for bit the same."""
-    sets = ["env.backend=gymnasium", "policy.kind=mlp", "policy.hidden=[8]"]
+    sets = ["env.backend=gymnasium", "policy.kind=mlp", "policy.hidden=[64, 64]"]
     ref, theta, _ = make(sets)
     tr_ref = ref.rollout(theta)
     g_ref = np.zeros_like(theta)
