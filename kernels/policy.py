@@ -538,10 +538,7 @@ def _score_sum_softmax2_kept(obs, acts, kept, coef, out):
     dz = np.empty((T, 2))
     b0 = out[pb]
     b1 = out[pb + 1]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    if first4:
-        a0, a1, a2, a3, a4, a5, a6, a7 = (out[0], out[1], out[2], out[3], out[4], out[5],
-                                          out[6], out[7])
+    acc = _load8(out, 0) if first4 else (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for t in range(T):
         c = coef[t]
         d0, d1 = _softmax2_dz(c, kept[t, 0], kept[t, 1], kept[t, 2], acts[t, 0] == 0.0)
@@ -551,42 +548,19 @@ def _score_sum_softmax2_kept(obs, acts, kept, coef, out):
             b0 += d0
             b1 += d1
             if first4:
-                x0, x1, x2, x3 = obs[t, 0], obs[t, 1], obs[t, 2], obs[t, 3]
-                a0 += x0 * d0
-                a1 += x0 * d1
-                a2 += x1 * d0
-                a3 += x1 * d1
-                a4 += x2 * d0
-                a5 += x2 * d1
-                a6 += x3 * d0
-                a7 += x3 * d1
+                acc = _add4x2(acc, obs, t, 0, d0, d1)
     out[pb] = b0
     out[pb + 1] = b1
     i = 0
     if first4:
-        out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7] = (a0, a1, a2, a3, a4,
-                                                                          a5, a6, a7)
+        _store8(out, 0, acc)
         i = 4
     while i + 4 <= n_in:
-        k = 2 * i
-        a0, a1, a2, a3, a4, a5, a6, a7 = (out[k], out[k + 1], out[k + 2], out[k + 3],
-                                          out[k + 4], out[k + 5], out[k + 6], out[k + 7])
+        acc = _load8(out, 2 * i)
         for t in range(T):
-            if coef[t] == 0.0:
-                continue
-            d0 = dz[t, 0]
-            d1 = dz[t, 1]
-            x0, x1, x2, x3 = obs[t, i], obs[t, i + 1], obs[t, i + 2], obs[t, i + 3]
-            a0 += x0 * d0
-            a1 += x0 * d1
-            a2 += x1 * d0
-            a3 += x1 * d1
-            a4 += x2 * d0
-            a5 += x2 * d1
-            a6 += x3 * d0
-            a7 += x3 * d1
-        out[k], out[k + 1], out[k + 2], out[k + 3] = a0, a1, a2, a3
-        out[k + 4], out[k + 5], out[k + 6], out[k + 7] = a4, a5, a6, a7
+            if coef[t] != 0.0:
+                acc = _add4x2(acc, obs, t, i, dz[t, 0], dz[t, 1])
+        _store8(out, 2 * i, acc)
         i += 4
     while i < n_in:
         k = 2 * i
@@ -601,6 +575,27 @@ def _score_sum_softmax2_kept(obs, acts, kept, coef, out):
         out[k] = a0
         out[k + 1] = a1
         i += 1
+
+
+@njit(cache=CACHE, inline="always")
+def _load8(out, k):
+    return (out[k], out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6],
+            out[k + 7])
+
+
+@njit(cache=CACHE, inline="always")
+def _store8(out, k, a):
+    out[k], out[k + 1], out[k + 2], out[k + 3] = a[0], a[1], a[2], a[3]
+    out[k + 4], out[k + 5], out[k + 6], out[k + 7] = a[4], a[5], a[6], a[7]
+
+
+@njit(cache=CACHE, inline="always")
+def _add4x2(a, obs, t, i, d0, d1):
+    """Return the eight sums ``a`` (inputs ``i .. i+3`` by the two actions) with step ``t``'s
+    terms added: a tuple, so LLVM keeps them in registers across the loop over steps."""
+    x0, x1, x2, x3 = obs[t, i], obs[t, i + 1], obs[t, i + 2], obs[t, i + 3]
+    return (a[0] + x0 * d0, a[1] + x0 * d1, a[2] + x1 * d0, a[3] + x1 * d1,
+            a[4] + x2 * d0, a[5] + x2 * d1, a[6] + x3 * d0, a[7] + x3 * d1)
 
 
 @njit(cache=CACHE)
