@@ -1,8 +1,9 @@
 """The outer steps: NIGT (ALGORITHMS section 1) and plain policy-gradient ascent.
 
-Pure numpy: no MPI, no environment.  The arrays are 64-byte aligned, as the kernels want
-their ``theta`` (``kernels.aligned_empty``).  The state is replicated on every rank; every rank
-applies the same step to the same aggregated ``g`` and so stays bitwise identical.
+Pure numpy: no MPI, no environment.  The state is replicated on every rank; every rank
+applies the same step to the same aggregated ``g`` and so stays bitwise identical.  The
+arrays start on 64-byte boundaries, as the kernels want ``theta``
+(``kernels.aligned_empty``).
 """
 
 import numpy as np

@@ -202,12 +202,17 @@ class Sampler:
         act = K.act_row
         T0 = T
         interrupted = False
+        # an env that returns lists (gymnasium only warns) gets them made arrays; checked on
+        # the episode's first observation, not per step
+        coerce = not isinstance(s, np.ndarray)
         try:
             # two clock reads per step: policy + bookkeeping, then env.step
             t_prev = clock()
             for t in range(T0, self.horizon):
                 if t >= noise.n:
                     noise.upto(t + 1)
+                if coerce:
+                    s = np.asarray(s, dtype=np.float64)
                 act(theta, plan, mem, s, t)  # obs[t] = s; acts[t], logp[t], a from noise[t]
                 action = int(a[0]) if self.discrete else a.copy()
                 t1 = clock()

@@ -62,3 +62,18 @@ class NanReward(Chain):
 
 gym.register("NigtExploding-v0", entry_point=Exploding, max_episode_steps=50)
 gym.register("NigtNanReward-v0", entry_point=NanReward, max_episode_steps=50)
+
+
+class ListChain(Chain):
+    """``Chain`` returning observations as Python lists (gymnasium only warns about it)."""
+
+    def reset(self, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return obs.tolist(), info
+
+    def step(self, action):
+        obs, r, term, trunc, info = super().step(action)
+        return obs.tolist(), r, term, trunc, info
+
+
+gym.register("NigtListChain-v0", entry_point=ListChain, max_episode_steps=50)

@@ -1,5 +1,7 @@
 """The sampler: episode ends, seeding per (worker, episode), behaviour log-probs."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,21 @@ def test_module_colon_env_id():
     theta[-1] = 30.0  # always right
     tr = s.rollout(theta)
     assert tr.T == 5 and tr.terminated and tr.ret == 5.0
+
+
+def test_list_observations_are_taken_as_arrays():
+    """An env that returns Python lists (gymnasium warns but passes them on) samples the
+    same trajectory as its array-returning twin."""
+    out = []
+    for env_id in ("NigtChain-v0", "NigtListChain-v0"):
+        s, theta, _ = make([f"env.id=tests.envs_fixture:{env_id}"])
+        theta[:] = 0.3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tr = s.rollout(theta)
+        out.append((tr.obs.copy(), tr.acts.copy(), tr.logp.copy()))
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_negate_obs_appends_flag_on_every_observation():
