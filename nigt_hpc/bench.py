@@ -5,6 +5,7 @@ of the same size for comm.  Absolute numbers drift between machines; the ratios 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -227,13 +228,55 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
             "max_rel_diff_vs_numpy": err,
             "matrix_grad_us_per_step": t_mx, "matrix_gflops": fl / (t_mx * 1e3),
             "matrix_speedup_vs_numpy": t_np / t_mx, "matrix_max_rel_diff_vs_numpy": err_mx,
-            "sampler_uses": "matrix" if KB.use_batched(T, len(theta)) else "per-step"}
+            "sampler_uses": "matrix" if KB.use_batched(T, len(theta)) else "per-step",
+            "blas_core": blas_core(), "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def blas_core() -> str | None:
+    """Return the kernel set the loaded OpenBLAS runs ("Haswell", "SkylakeX", ...), or None
+    when numpy's BLAS is not an OpenBLAS that says.
+
+    The matrix-form gradient is BLAS products, so this decides its speed: on our AMD EPYC
+    (AVX-512) OpenBLAS picks SkylakeX, and the MLP 376 gradient ran at 1.85 µs/step; with
+    ``OPENBLAS_CORETYPE=Haswell`` (AVX2; set in the environment of our development machine)
+    at 2.49 (measured, same hour).
+    """
+    import ctypes
+
+    np.dot(np.ones((2, 2)), np.ones((2, 2)))  # numpy loads its BLAS lazily on some builds
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            paths = sorted({line.split()[-1] for line in f
+                            if "openblas" in line.lower() and line.split()[-1][:1] == "/"})
+    except OSError:  # not Linux
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return None
+
+
+def blas_line() -> str:
+    """Return the line that says which BLAS kernels ran, and who chose them."""
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    why = (f"OPENBLAS_CORETYPE={pinned} set in the environment" if pinned
+           else "OpenBLAS's own choice for this CPU")
+    return f"BLAS: OpenBLAS {blas_core() or 'core not known (not OpenBLAS?)'} ({why})"
 
 
 def print_table(rows: list[dict]) -> None:
     """Print the kernel rows as a fixed-width table."""
     print(f"kernels, float64, T={T}, µs per env step (median); numpy = vectorised reference "
           "in this run; step = per-step kernel, matrix = kernels.batched")
+    print(blas_line())
     print("act = per-step inference from Python, as the sampler calls it; torch = the same "
           "with torch (float64, no_grad; plain tensor ops / torch.distributions), n/a when "
           "torch is not installed")

@@ -1,6 +1,12 @@
 """``nigt-hpc bench``: every family prints its table and writes the same rows as JSON."""
 
 import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import has_mujoco, run_cli
 
@@ -14,12 +20,14 @@ def test_bench_kernels_json(tmp_path):
         assert r["max_rel_diff_vs_numpy"] < 1e-10 and r["matrix_max_rel_diff_vs_numpy"] < 1e-10
         assert r["matrix_speedup_vs_numpy"] > 0 and r["sampler_uses"] in ("matrix", "per-step")
         assert r["kernel"] in p.stdout
+        assert r["openblas_coretype_env"] == os.environ.get("OPENBLAS_CORETYPE")
         # torch is a reference only: its columns are figures where installed, else None
         for key in ("torch", "torch_dist"):
             t = r[f"{key}_act_us_per_step"]
             assert (t is None) == (not _has_torch())
             if t is not None:
                 assert t > 0 and r[f"act_speedup_vs_{key}"] == t / r["act_us_per_step"]
+    assert "BLAS: OpenBLAS " in p.stdout
 
 
 def _has_torch():
@@ -87,3 +95,19 @@ def test_bench_envs_json(tmp_path):
 def test_bench_comm_on_one_rank_says_how(tmp_path):
     p = run_cli("bench", "comm", "--repeat", "1")
     assert p.returncode == 2 and "mpiexec -n 2" in p.stderr
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86 OpenBLAS core names")
+@pytest.mark.parametrize("core", ["Sandybridge", "Haswell"])
+def test_bench_reports_the_blas_core_that_runs(core):
+    """The matrix gradient's speed is OpenBLAS's kernel set: the bench names the one loaded,
+    read from OpenBLAS itself (it follows OPENBLAS_CORETYPE), and says who chose it."""
+    import numpy as np
+
+    if "openblas" not in str(np.show_config(mode="dicts")).lower():
+        pytest.skip("numpy is not built on OpenBLAS here")
+    code = "from nigt_hpc import bench; print(bench.blas_line())"
+    env = {**os.environ, "OPENBLAS_CORETYPE": core}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.strip() == f"BLAS: OpenBLAS {core} (OPENBLAS_CORETYPE={core} set in the environment)"
