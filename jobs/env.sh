@@ -32,6 +32,8 @@ try:
     print("mujoco", mujoco.__version__)
 except ImportError:
     print("mujoco not installed")
+from nigt_hpc import bench
+print(bench.blas_line())  # the matrix gradient's speed is this kernel set's
 PY
     env | grep -E '^(OMP|OPENBLAS|MKL|NUMBA|MPI4PY|MPIR_CVAR|SLURM_NTASKS|PBS_NP)' | sort
 }
