@@ -19,6 +19,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from .. import kernels as K
 from ..delays import Delay, comm_factors, compute_factors
 from ..nigt import NIGT
 from ..rollout import Sampler
@@ -120,13 +121,19 @@ class AFedPGEngine:
         d = self.d
         params = np.empty(2 + 2 * d)
         msg = np.empty(HDR + d)
+        # theta_tilde in one buffer on a cache line, as the kernels want theta (the outer
+        # steps' arrays are; the sampler would otherwise copy a fresh array each time)
+        theta_tilde = K.aligned_empty(d)
         on_step = (lambda: self.delay.step(None)) if self.delay.active else None
         t0 = time.perf_counter()
         self.comm.Recv(params, source=0, tag=TAG_PARAMS)
         self.timers.add("wait", time.perf_counter() - t0)
         while params[0] == 1.0:
             theta, theta_prev = params[2 : 2 + d], params[2 + d :]
-            theta_tilde = theta + ((1.0 - self.eta) / self.eta) * (theta - theta_prev)
+            # theta + c (theta - theta_prev), the same bits as that expression (+, * commute)
+            np.subtract(theta, theta_prev, out=theta_tilde)
+            theta_tilde *= (1.0 - self.eta) / self.eta
+            theta_tilde += theta
             steps0 = self.sampler.steps
             traj = self.sampler.rollout(theta_tilde, on_step=on_step)
             msg[HDR:] = 0.0
