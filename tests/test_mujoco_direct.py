@@ -56,6 +56,34 @@ def test_direct_step_equals_gymnasium(env_id):
 
 
 @pytest.mark.parametrize("env_id,kwargs", [
+    ("Reacher-v4", None), ("Reacher-v5", None),
+    ("Reacher-v5", {"reward_dist_weight": 0.7, "reward_control_weight": 0.3}),
+    ("Reacher-v4", {"max_episode_steps": 20})])
+def test_direct_reacher_equals_gymnasium(env_id, kwargs):
+    """Reacher never terminates: episodes end at the time limit, every one compared."""
+    ends = _same_steps(env_id, kwargs, steps=1200)
+    assert ends["terminated"] == 0 and ends["truncated"] >= 20
+
+
+def test_direct_reacher_float32_actions_give_gymnasium_rewards():
+    """The control cost squares the action as given, as gymnasium does (float32 in, a
+    float32 cost out); observations are the same either way."""
+    ref, ours = _pair("Reacher-v4")
+    ref.reset(seed=1)
+    ours.reset(seed=1)
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        a = rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        s1, r1, _, tr1, _ = ref.step(a)
+        s2, r2, _, tr2, _ = ours.step(a)
+        np.testing.assert_array_equal(s1, s2)
+        assert r1 == r2 and type(r1) is type(r2) and tr1 == tr2
+        if tr1:
+            ref.reset(seed=3)
+            ours.reset(seed=3)
+
+
+@pytest.mark.parametrize("env_id,kwargs", [
     ("Hopper-v4", {"terminate_when_unhealthy": False, "max_episode_steps": 60}),
     ("Hopper-v5", {"healthy_reward": 2.5, "ctrl_cost_weight": 0.1,
                    "exclude_current_positions_from_observation": False}),
@@ -86,9 +114,10 @@ def test_backend_selection_for_mujoco():
     # auto falls back where the direct path does not know a kwarg or an env
     odd = config.load(None, ['env.id="Hopper-v4"', 'env.kwargs={frame_skip = 2}'])
     assert envs.backend_of(odd) == "gymnasium"
-    assert envs.backend_of(config.load(None, ['env.id="Reacher-v4"'])) == "gymnasium"
-    forced = config.load(None, ['env.id="Reacher-v4"', 'env.backend="direct"'])
-    with pytest.raises(ConfigError, match="no direct MuJoCo path for 'Reacher-v4'"):
+    assert envs.backend_of(config.load(None, ['env.id="Reacher-v5"'])) == "direct"
+    assert envs.backend_of(config.load(None, ['env.id="Humanoid-v4"'])) == "gymnasium"
+    forced = config.load(None, ['env.id="Humanoid-v4"', 'env.backend="direct"'])
+    with pytest.raises(ConfigError, match="no direct MuJoCo path for 'Humanoid-v4'"):
         envs.make_env(forced)
     forced = config.load(None, ['env.id="Hopper-v4"', 'env.backend="direct"',
                                 'env.kwargs={frame_skip = 2}'])
@@ -99,9 +128,10 @@ def test_backend_selection_for_mujoco():
         envs.make_env(config.load(None, ['env.id="Hopper-v4"', 'env.backend="compiled"']))
 
 
-def test_sampler_gives_the_same_trajectories_on_both_backends():
+@pytest.mark.parametrize("env_id", ["Hopper-v4", "Reacher-v5"])
+def test_sampler_gives_the_same_trajectories_on_both_backends(env_id):
     def sampler(backend):
-        cfg = config.load(None, ['env.id="Hopper-v4"', f'env.backend="{backend}"',
+        cfg = config.load(None, [f'env.id="{env_id}"', f'env.backend="{backend}"',
                                  'policy.kind="mlp"', "policy.hidden=[16]"])
         env, info, spec = run.build(cfg, 0)
         return Sampler(env, spec, 200, 0.99, 4, 1, info["obs_dim"], info["discrete"]), spec
