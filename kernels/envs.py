@@ -251,6 +251,32 @@ def _bound(x, m, M):
     return x
 
 
+@njit(cache=CACHE, inline="always")
+def _cartpole_velocities(x_dot, th_dot, costh, sinth, force):
+    """Return CartPole's next (x_dot, th_dot) under ``force``: gymnasium's Euler step."""
+    temp = (force + _CP_POLEMASS_LENGTH * (th_dot * th_dot) * sinth) / _CP_TOTAL_MASS
+    thacc = (_CP_GRAVITY * sinth - costh * temp) / (
+        _CP_LENGTH * (4.0 / 3.0 - _CP_MASSPOLE * (costh * costh) / _CP_TOTAL_MASS))
+    xacc = temp - _CP_POLEMASS_LENGTH * thacc * costh / _CP_TOTAL_MASS
+    return x_dot + _CP_TAU * xacc, th_dot + _CP_TAU * thacc
+
+
+@njit(cache=CACHE, inline="always")
+def _cartpole_out(x, th):
+    """Return whether CartPole's cart or pole is past its threshold."""
+    return (x < -_CP_X_THRESHOLD or x > _CP_X_THRESHOLD
+            or th < -_CP_THETA_THRESHOLD or th > _CP_THETA_THRESHOLD)
+
+
+@njit(cache=CACHE, inline="always")
+def _set_cartpole(state, x, x_dot, th, th_dot):
+    state[0] = x
+    state[1] = x_dot
+    state[2] = th
+    state[3] = th_dot
+    state[4] = 1.0
+
+
 @njit(cache=CACHE)
 def _step_cartpole(state, params, a, a_is_f32, obs, row):
     """CartPole-v1: one Euler step."""
@@ -259,25 +285,13 @@ def _step_cartpole(state, params, a, a_is_f32, obs, row):
     th = state[2]
     th_dot = state[3]
     force = _CP_FORCE_MAG if int(a[0]) == 1 else -_CP_FORCE_MAG
-    costh = math.cos(th)
-    sinth = math.sin(th)
-    temp = (force + _CP_POLEMASS_LENGTH * (th_dot * th_dot) * sinth) / _CP_TOTAL_MASS
-    thacc = (_CP_GRAVITY * sinth - costh * temp) / (
-        _CP_LENGTH * (4.0 / 3.0 - _CP_MASSPOLE * (costh * costh) / _CP_TOTAL_MASS))
-    xacc = temp - _CP_POLEMASS_LENGTH * thacc * costh / _CP_TOTAL_MASS
+    x_dot_next, th_dot_next = _cartpole_velocities(x_dot, th_dot, math.cos(th), math.sin(th),
+                                                   force)
     x = x + _CP_TAU * x_dot
-    x_dot = x_dot + _CP_TAU * xacc
     th = th + _CP_TAU * th_dot
-    th_dot = th_dot + _CP_TAU * thacc
-    state[0] = x
-    state[1] = x_dot
-    state[2] = th
-    state[3] = th_dot
-    state[4] = 1.0
-    terminated = (x < -_CP_X_THRESHOLD or x > _CP_X_THRESHOLD
-                  or th < -_CP_THETA_THRESHOLD or th > _CP_THETA_THRESHOLD)
+    _set_cartpole(state, x, x_dot_next, th, th_dot_next)
     _observe_row(CARTPOLE, state, obs, row)
-    return 1.0, terminated
+    return 1.0, _cartpole_out(x, th)
 
 
 @njit(cache=CACHE, error_model="python")
@@ -442,8 +456,8 @@ def _rollout_cartpole_softmax2(state, t0, t_end, theta, noise, obs, acts, rew, l
     observation through three divisions.  But CartPole has two actions, and everything
     that depends on the action is the force in ``temp``; so both successors are computed
     from the state alone, in parallel with the policy, and the sampled action then only
-    picks one.  Each candidate is computed with exactly ``_step_cartpole``'s operations
-    and order: same bits.  Positions and the termination test do not depend on the action.
+    picks one.  Each candidate goes through ``_cartpole_velocities``, as ``_step_cartpole``
+    does: same bits.  Positions and the termination test do not depend on the action.
     """
     keep = kept.shape[0] > 0
     z = np.empty(2)
@@ -455,18 +469,8 @@ def _rollout_cartpole_softmax2(state, t0, t_end, theta, noise, obs, acts, rew, l
     for t in range(t0, t_end):
         costh = math.cos(th)
         sinth = math.sin(th)
-        push = _CP_POLEMASS_LENGTH * (th_dot * th_dot) * sinth
-        den = _CP_LENGTH * (4.0 / 3.0 - _CP_MASSPOLE * (costh * costh) / _CP_TOTAL_MASS)
-        temp1 = (_CP_FORCE_MAG + push) / _CP_TOTAL_MASS
-        temp0 = (-_CP_FORCE_MAG + push) / _CP_TOTAL_MASS
-        thacc1 = (_CP_GRAVITY * sinth - costh * temp1) / den
-        thacc0 = (_CP_GRAVITY * sinth - costh * temp0) / den
-        xacc1 = temp1 - _CP_POLEMASS_LENGTH * thacc1 * costh / _CP_TOTAL_MASS
-        xacc0 = temp0 - _CP_POLEMASS_LENGTH * thacc0 * costh / _CP_TOTAL_MASS
-        x_dot1 = x_dot + _CP_TAU * xacc1
-        x_dot0 = x_dot + _CP_TAU * xacc0
-        th_dot1 = th_dot + _CP_TAU * thacc1
-        th_dot0 = th_dot + _CP_TAU * thacc0
+        x_dot1, th_dot1 = _cartpole_velocities(x_dot, th_dot, costh, sinth, _CP_FORCE_MAG)
+        x_dot0, th_dot0 = _cartpole_velocities(x_dot, th_dot, costh, sinth, -_CP_FORCE_MAG)
         x = x + _CP_TAU * x_dot
         th = th + _CP_TAU * th_dot
         ai, lp, s = act_linear_softmax(theta, 4, 2, obs, t, noise[t, 0], z, e)
@@ -488,23 +492,13 @@ def _rollout_cartpole_softmax2(state, t0, t_end, theta, noise, obs, acts, rew, l
             obs[t + 1, 2] = np.float32(th)
             obs[t + 1, 3] = np.float32(th_dot)
         rew[t] = 1.0
-        if (x < -_CP_X_THRESHOLD or x > _CP_X_THRESHOLD
-                or th < -_CP_THETA_THRESHOLD or th > _CP_THETA_THRESHOLD):
+        if _cartpole_out(x, th):
             a[0] = ai
             _set_cartpole(state, x, x_dot, th, th_dot)
             return t + 1, True
         a[0] = ai
     _set_cartpole(state, x, x_dot, th, th_dot)
     return t_end, False
-
-
-@njit(cache=CACHE, inline="always")
-def _set_cartpole(state, x, x_dot, th, th_dot):
-    state[0] = x
-    state[1] = x_dot
-    state[2] = th
-    state[3] = th_dot
-    state[4] = 1.0
 
 
 @njit(cache=CACHE)
