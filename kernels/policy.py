@@ -184,6 +184,13 @@ def aligned_empty(n: int) -> np.ndarray:
     return buf[skip : skip + n]
 
 
+def aligned_copy(x: np.ndarray) -> np.ndarray:
+    """Return a float64 copy of the 1-d ``x`` on a 64-byte boundary."""
+    out = aligned_empty(x.shape[0])
+    out[:] = x
+    return out
+
+
 def is_aligned(a: np.ndarray) -> bool:
     """Return whether ``a``'s data starts on a 64-byte boundary."""
     return a.ctypes.data % ALIGN == 0

@@ -164,9 +164,7 @@ def _bench_one(name: str, sizes_l: list[int], head: int, repeat: int) -> dict:
     sizes = np.array(sizes_l, dtype=np.int64)
     rng = np.random.default_rng(0)
     theta = K.init_theta(sizes, head, rng, -0.5, out_scale=1.0)
-    aligned = K.aligned_empty(len(theta))  # where the sampler places theta (Sampler._aligned)
-    aligned[:] = theta
-    theta = aligned
+    theta = K.aligned_copy(theta)  # placed as the sampler places theta (Sampler._aligned)
     k = K.act_dim_of(sizes, head)
     X = rng.standard_normal((T, sizes[0]))
     A = (rng.integers(0, sizes[-1], (T, 1)).astype(float) if head == K.HEAD_SOFTMAX

@@ -11,10 +11,16 @@ import numpy as np
 from . import kernels as K
 
 
-def _aligned_copy(x: np.ndarray) -> np.ndarray:
-    """Return a copy of ``x`` on a 64-byte boundary (``kernels.aligned_empty``)."""
-    out = K.aligned_empty(x.shape[0])
-    out[:] = x
+def extrapolate(theta: np.ndarray, theta_prev: np.ndarray, eta: float,
+                out: np.ndarray) -> np.ndarray:
+    """Write line 4's ``theta + ((1-eta)/eta)(theta - theta_prev)`` into ``out``; return it.
+
+    Evaluated in that order in place (IEEE + and * commute, so these are the bits of the
+    plain expression), into an array the caller places (the kernels want it aligned).
+    """
+    np.subtract(theta, theta_prev, out=out)
+    out *= (1.0 - eta) / eta
+    out += theta
     return out
 
 
@@ -31,9 +37,9 @@ class NIGT:
             raise ValueError("alpha must be > 0")
         self.eta = float(eta)
         self.alpha = float(alpha)
-        self.theta = _aligned_copy(np.asarray(theta0, dtype=np.float64))
-        self.theta_prev = _aligned_copy(self.theta)
-        self.d = _aligned_copy(np.zeros_like(self.theta))
+        self.theta = K.aligned_copy(np.asarray(theta0, dtype=np.float64))
+        self.theta_prev = K.aligned_copy(self.theta)
+        self.d = K.aligned_copy(np.zeros_like(self.theta))
         self.t = 0  # outer iterations done after the initial step
 
     def _normalised_step(self) -> None:
@@ -50,13 +56,8 @@ class NIGT:
 
     def theta_tilde(self) -> np.ndarray:
         """Return line 4's extrapolated point ``theta_t + ((1-eta)/eta)(theta_t - theta_{t-1})``."""
-        # theta + c * (theta - theta_prev), evaluated in that order into an aligned array
-        # (IEEE + and * commute, so these are the bits of the plain expression)
-        out = K.aligned_empty(self.theta.shape[0])
-        np.subtract(self.theta, self.theta_prev, out=out)
-        out *= (1.0 - self.eta) / self.eta
-        out += self.theta
-        return out
+        return extrapolate(self.theta, self.theta_prev, self.eta,
+                           K.aligned_empty(self.theta.shape[0]))
 
     def step(self, g: np.ndarray) -> None:
         """Apply lines 6-7 with the aggregated gradient ``g_t`` taken at ``theta_tilde``."""
@@ -77,7 +78,7 @@ class PolicyGradient:
         if lr <= 0.0:
             raise ValueError("lr must be > 0")
         self.lr = float(lr)
-        self.theta = _aligned_copy(np.asarray(theta0, dtype=np.float64))
+        self.theta = K.aligned_copy(np.asarray(theta0, dtype=np.float64))
         self.t = 0
 
     def initialise(self, g0: np.ndarray) -> None:
@@ -86,7 +87,7 @@ class PolicyGradient:
 
     def theta_tilde(self) -> np.ndarray:
         """Return the point where gradients are sampled: ``theta`` itself (no extrapolation)."""
-        return _aligned_copy(self.theta)
+        return K.aligned_copy(self.theta)
 
     def step(self, g: np.ndarray) -> None:
         """Apply ``theta += lr * g``."""

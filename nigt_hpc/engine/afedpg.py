@@ -21,7 +21,7 @@ from mpi4py import MPI
 
 from .. import kernels as K
 from ..delays import Delay, comm_factors, compute_factors
-from ..nigt import NIGT
+from ..nigt import NIGT, extrapolate
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import RoundBook, one_gradient_stats
@@ -130,10 +130,7 @@ class AFedPGEngine:
         self.timers.add("wait", time.perf_counter() - t0)
         while params[0] == 1.0:
             theta, theta_prev = params[2 : 2 + d], params[2 + d :]
-            # theta + c (theta - theta_prev), the same bits as that expression (+, * commute)
-            np.subtract(theta, theta_prev, out=theta_tilde)
-            theta_tilde *= (1.0 - self.eta) / self.eta
-            theta_tilde += theta
+            extrapolate(theta, theta_prev, self.eta, theta_tilde)
             steps0 = self.sampler.steps
             traj = self.sampler.rollout(theta_tilde, on_step=on_step)
             msg[HDR:] = 0.0
