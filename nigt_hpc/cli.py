@@ -130,22 +130,29 @@ def _bench(args) -> int:
     return bench.main(args.what, args.json, args.repeat)
 
 
-def _fatal(exc: BaseException) -> None:
+def _fatal(exc: BaseException, code: int = 1) -> None:
     """Report an unexpected failure naming the rank, then end the whole MPI job."""
     rank, size, mpi = 0, 1, None
     if "mpi4py.MPI" in sys.modules:
         mpi = sys.modules["mpi4py.MPI"]
         if mpi.Is_initialized() and not mpi.Is_finalized():
             rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+    if isinstance(exc, SystemExit):  # sys.exit() inside an env or callback: never success
+        what = f"SystemExit({exc.code!r}) was raised while running (by the environment?)"
+    elif isinstance(exc, KeyboardInterrupt):
+        what = "KeyboardInterrupt was raised while running"
+    else:
+        what = f"{type(exc).__name__}: {exc}"
     # The one line first: MPI_Abort can end the job before the launcher has forwarded
     # everything a rank wrote, so the cause must not sit behind a long traceback.
-    print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-    traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: rank {rank}: {what}", file=sys.stderr, flush=True)
+    if not isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.flush()
     if mpi is not None and size > 1:
         time.sleep(0.5)  # let the launcher forward this rank's output before the abort
-        mpi.COMM_WORLD.Abort(1)
-    os._exit(1)
+        mpi.COMM_WORLD.Abort(code)
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,9 +164,19 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as e:  # noqa: BLE001 - any failure must end every rank, not hang them
+    except KeyboardInterrupt as e:  # a real Ctrl-C before the stop handlers are installed
+        _fatal(e, 130)
+    except SystemExit as e:
+        if e.code in (0, None) and argv_is_info(argv):
+            raise  # --help / --version
+        _fatal(e, e.code if isinstance(e.code, int) and e.code else 1)
+    except BaseException as e:  # noqa: BLE001 - any failure must end every rank, not hang them
         _fatal(e)
     sys.stdout.flush()
     sys.exit(code)
+
+
+def argv_is_info(argv: list[str] | None) -> bool:
+    """Return whether the command line only asks for help or the version."""
+    words = sys.argv[1:] if argv is None else argv
+    return any(w in ("-h", "--help", "--version") for w in words)

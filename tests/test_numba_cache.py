@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # subprocesses that compile every kernel cold
 @pytest.mark.parametrize("switch,expect_files", [("1", True), ("0", False)])
 def test_cache_switch(tmp_path, switch, expect_files):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NIGT_HPC_NUMBA_CACHE=switch,
@@ -29,6 +30,7 @@ def _printed_ints(script, env, cwd):
     return [int(x) for x in p.stdout.splitlines()[-1].split()]
 
 
+@pytest.mark.slow
 def test_cache_stamp_covers_every_kernel_file(tmp_path):
     """A kernel cached from envs.py is recompiled when policy.py (which it inlines) changes,
     although envs.py itself did not (numba alone stamps a function's own file only)."""
@@ -64,6 +66,7 @@ def test_sources_hash_changes_with_any_kernel_file():
     assert len(_cache.STAMP[1]) == 64
 
 
+@pytest.mark.slow
 def test_warm_cache_serves_every_warmed_kernel(tmp_path):
     """From a warm cache, the warm-up compiles nothing: every kernel signature it touches
     loads from disk (an array default argument, for one, would miss on every run)."""

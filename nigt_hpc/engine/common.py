@@ -17,8 +17,10 @@ from ..nigt import NIGT, PolicyGradient
 
 # per-worker statistics of a round; ``reports`` counts control-plane reports (Rennala's
 # fetch_adds), from which every rank derives the next round's counter base
+# ``episode_next`` and ``steps_total`` are the worker's sampler position at the boundary, so
+# rank 0 can checkpoint every rank's state without another message
 STATS = ("grads", "env_steps", "episodes", "return_sum", "discarded", "n_returns", "reports",
-         "nonfinite")
+         "nonfinite", "episode_next", "steps_total")
 _S = len(STATS)
 # global slots after the d-vector: rank 0's elapsed seconds (so every rank sees the same
 # clock), the number of ranks that asked to stop (signals), and rank 0's "a checkpoint is
@@ -62,6 +64,8 @@ class LocalRound:
     discarded: int = 0
     reports: int = 0
     nonfinite: int = 0
+    episode_next: int = 0
+    steps_total: int = 0
     returns: deque = field(init=False)
 
     def __post_init__(self):
@@ -109,7 +113,7 @@ class Exchange:
             o = d + len(GLOBAL) + worker * self.per
             b[o : o + _S] = (local.grads, local.env_steps, local.episodes, local.return_sum,
                              local.discarded, len(local.returns), local.reports,
-                             local.nonfinite)
+                             local.nonfinite, local.episode_next, local.steps_total)
             rs = list(local.returns)
             b[o + _S : o + _S + len(rs)] = rs
         return b

@@ -85,7 +85,7 @@ class StopListener:
         """Complete this round's sends (they are tiny: eager, already gone)."""
         MPI.Request.Waitall([r for _, r in self._sends])
         self._sends.clear()
-        if not self.stopped:  # cannot happen: Malenia rounds end only by the root's stop
+        if not self.stopped:  # an abandoned round: the root has sent its stop already
             self._req.Wait()
             self.stopped = True
 
@@ -128,11 +128,16 @@ class MaleniaCoordinator:
             while self._reqs[j].Test():
                 self._take(j)
         if self.rule.done():
+            self.force_stop()
+        return self.stopped
+
+    def force_stop(self) -> None:
+        """End the round now whatever the rule says (an abandoned round: a stop signal)."""
+        if not self.stopped:
             self.stopped = True
             self._stop_buf[0] = self.rnd
             self._stop_sends = [self.comm.Isend(self._stop_buf, dest=j, tag=TAG_STOP)
                                 for j in range(1, self.n)]
-        return self.stopped
 
     def report(self, rnd: int, count: int) -> None:
         """Record rank 0's own new count, then poll."""

@@ -27,6 +27,7 @@ from ..rollout import Sampler
 from ..timers import Timers
 from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_optimizer
 from .control import MaleniaCoordinator, RMACounter, StopListener
+from .guard import RoundGuard
 
 RULES = {"sync_nigt": "sync", "sync_pg": "sync", "rennala_nigt": "rennala",
          "rennala_pg": "rennala", "malenia_nigt": "malenia"}
@@ -70,8 +71,16 @@ class MPIEngine:
         dl = cfg["delays"]
         self.delay = Delay(self.h[self.rank] * dl["compute_unit_s"])
         self.comm_delay_s = self.kappa[self.rank] * dl["comm_unit_s"]
+        # the Rennala counter's value when this round began; the counter is made anew by
+        # every job, so a resumed job starts from 0 too (it is not part of a checkpoint)
         self.counter = RMACounter(comm) if self.rule == "rennala" else None
-        self.base = 0  # the Rennala counter's value when this round began
+        self.base = 0
+        self.guard = RoundGuard(comm, stop_flag, cfg)
+        # the state at the last round boundary, which a checkpoint holds: every rank's
+        # sampler position (from the round's Allreduce), the round and its clock
+        self.boundary_round = -1
+        self.boundary_time = 0.0
+        self.per_rank = [{"episode": 0, "steps": 0} for _ in range(self.n)]
         if self.rule == "malenia":
             self.ctl = (MaleniaCoordinator(comm, self.n, self.M) if self.rank == 0
                         else StopListener(comm))
@@ -82,6 +91,8 @@ class MPIEngine:
 
     def _round_over(self, M: int) -> bool:
         """Return whether this round has ended (one control-plane read)."""
+        if self.guard.interrupted():
+            return True
         t0 = time.perf_counter()
         if self.rule == "rennala":
             over = self.counter.read() - self.base >= M
@@ -132,9 +143,14 @@ class MPIEngine:
 
     def _sample_sync(self, theta: np.ndarray, B: int) -> None:
         rule = AggregateSync(self.n, B)
-        on_step = (lambda: self.delay.step(None)) if self.delay.active else None
-        while rule.wants_more(self.rank):
-            traj = self.sampler.rollout(theta, on_step=on_step)
+        stop = self.guard.interrupted
+        on_step = (lambda: self.delay.step(stop)) if self.delay.active else None
+        while rule.wants_more(self.rank) and not stop():
+            traj = self.sampler.rollout(theta, poll=lambda _: stop(),
+                                        poll_every=self.poll_every, on_step=on_step)
+            if traj is None:  # a stop signal: the round is abandoned
+                self.local.discarded += 1
+                break
             if self._grad(theta, traj):  # a non-finite one is rejected and counted
                 rule.on_finished(self.rank)
                 self._add(traj)
@@ -163,22 +179,26 @@ class MPIEngine:
 
     # ------------------------------------------------------------------ one round
 
-    def _reduce(self, weight: float) -> tuple:
+    def _reduce(self, rnd: int, weight: float) -> tuple:
         """Allreduce the weighted local sum and statistics; return the decoded round."""
         if self.comm_delay_s > 0.0:
-            self.delay.sleep(self.comm_delay_s)
+            self.delay.sleep(self.comm_delay_s, self.guard.interrupted)
+        if self.rule == "malenia" and self.rank == 0 and self.guard.aborting:
+            self.ctl.force_stop()  # an abandoned round still ends every rank's listener
+        t0 = time.perf_counter()
+        self.guard.arrive(rnd)  # arrival skew, timed apart from the collective itself
         if self.rule == "malenia" and self.rank != 0:
             self.ctl.end_round()
+        t1 = time.perf_counter()
         elapsed, due = 0.0, False
         if self.rank == 0:
             elapsed = self.t_offset + time.perf_counter() - self.t_start
             due = (self.checkpoint_every_s > 0
                    and elapsed - self.last_checkpoint >= self.checkpoint_every_s)
-        stop = self.stop_flag is not None and self.stop_flag.requested
+        stop = self.guard.aborting or (self.stop_flag is not None and self.stop_flag.requested)
+        self.local.episode_next = self.sampler.episode
+        self.local.steps_total = self.sampler.steps
         buf = self.exchange.pack(self.rank, self.local, weight, elapsed, stop, due)
-        t0 = time.perf_counter()
-        self.comm.Barrier()  # arrival skew, timed apart from the collective itself
-        t1 = time.perf_counter()
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         t2 = time.perf_counter()
         self.timers.add("idle", t1 - t0)
@@ -203,6 +223,7 @@ class MPIEngine:
         M, B = (self.M_init, self.B_init) if rnd == 0 else (self.M, self.B)
         theta_tilde = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
         self.local.reset()
+        self.guard.start_round()
         steps0 = self.sampler.steps
         t0 = time.perf_counter()
         if self.rule == "sync":
@@ -212,50 +233,68 @@ class MPIEngine:
         if self.trace is not None:
             self.trace.append(("sample", t0, time.perf_counter()))
         self.local.env_steps = self.sampler.steps - steps0
-        g, time_s, stop_requests, due, stats, rets = self._reduce(self._weight(M, B))
+        g, time_s, stop_requests, due, stats, rets = self._reduce(rnd, self._weight(M, B))
         if self.counter is not None:
             self.base += int(stats[:, 6].sum())  # every fetch_add of this round
         if self.rule == "malenia" and self.rank == 0:
             self.ctl.end_round(stats[:, 0].astype(np.int64))
-        if rnd == 0:
-            self.opt.initialise(g)
-        else:
-            self.opt.step(g)
-        self.rounds = rnd
-        record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
-        stop = self.book.should_stop(rnd, time_s, stop_requests)
-        if self.on_round is not None:
-            self.on_round(record)
-        if stop or due:  # every rank reads the same flags: all checkpoint together
-            self.checkpoint(rnd, time_s)
+        if stop_requests:
+            # A stop signal reached some rank during this round, and every rank abandoned
+            # it: the round is discarded whole (every rank reads the same sum), and the
+            # checkpoint is the previous boundary's state, which nothing has changed.
+            self.book.should_stop(rnd, time_s, stop_requests)
+            self.checkpoint()
+            return True
+        with self.guard.lock:  # the heartbeat thread may write the boundary checkpoint
+            if rnd == 0:
+                self.opt.initialise(g)
+            else:
+                self.opt.step(g)
+            self.rounds = rnd
+            record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
+            stop = self.book.should_stop(rnd, time_s, 0)
+            if self.on_round is not None:
+                self.on_round(record)
+            self.boundary_round, self.boundary_time = rnd, time_s
+            self.per_rank = [{"episode": int(e), "steps": int(s)}
+                             for e, s in zip(stats[:, 8], stats[:, 9])]
+        self.guard.end_round()
+        if stop or due:  # every rank reads the same flags; rank 0 writes
+            self.checkpoint()
         return stop
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint(self, rnd: int, time_s: float) -> None:
-        """Gather every rank's sampler state; rank 0 writes the checkpoint (collective)."""
-        mine = {"episode": self.sampler.episode, "steps": self.sampler.steps}
-        per_rank = self.comm.gather(mine, root=0)
-        self.last_checkpoint = time_s
-        if self.rank == 0 and self.on_checkpoint is not None:
-            st = self.opt.state()
-            arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
-            state = {"round": rnd, "time_s": time_s, "t": st["t"], "ranks": self.n,
-                     "algo": self.cfg["algo"]["name"], "base": self.base,
-                     "book": self.book.state(), "per_rank": per_rank}
-            self.on_checkpoint(arrays, state)
+    def checkpoint(self) -> None:
+        """Rank 0 writes the state at the last round boundary (no collective: every rank's
+        sampler position came with the round's Allreduce)."""
+        if self.rank != 0 or self.on_checkpoint is None:
+            return
+        with self.guard.lock:
+            self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        """Write the boundary checkpoint (rank 0; the caller holds ``guard.lock``)."""
+        self.last_checkpoint = self.boundary_time
+        st = self.opt.state()
+        arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
+        state = {"round": self.boundary_round, "time_s": self.boundary_time, "t": st["t"],
+                 "ranks": self.n, "algo": self.cfg["algo"]["name"],
+                 "book": self.book.state(), "per_rank": self.per_rank}
+        self.on_checkpoint(arrays, state)
 
     def restore(self, arrays: dict, state: dict) -> None:
         """Continue from a checkpoint: the next round is ``state['round'] + 1``."""
         for k, v in arrays.items():
             getattr(self.opt, k)[:] = v
         self.opt.t = state["t"]
-        self.base = state["base"]
         self.book.restore(state["book"])
-        mine = state["per_rank"][self.rank]
+        self.per_rank = [dict(p) for p in state["per_rank"]]
+        mine = self.per_rank[self.rank]
         self.sampler.episode, self.sampler.steps = mine["episode"], mine["steps"]
         self.first_round = state["round"] + 1
-        self.t_offset = self.last_checkpoint = state["time_s"]
+        self.rounds = self.boundary_round = state["round"]
+        self.t_offset = self.last_checkpoint = self.boundary_time = state["time_s"]
 
     # ------------------------------------------------------------------ the loop
 
@@ -263,6 +302,12 @@ class MPIEngine:
         """Run rounds until a stop rule holds; return a summary (same on every rank)."""
         self.comm.Barrier()  # every rank starts its clock together, after warm-up
         self.t_start = time.perf_counter()
+        if self.rank == 0 and self.on_checkpoint is not None:
+            self.guard.write_checkpoint = self._write_checkpoint
+        if self.rule == "malenia" and self.rank == 0:
+            self.guard.silent = lambda: [j for j in range(self.n)
+                                         if self.ctl.rule.M_i[j] == 0]
+        self.guard.start()
         rnd = self.first_round
         try:
             stop = self._round(rnd)
@@ -271,6 +316,7 @@ class MPIEngine:
                 stop = self._round(rnd)
         finally:
             wall = time.perf_counter() - self.t_start
+            self.guard.close()
         if self.counter is not None:
             self.counter.free()
         if self.rule == "malenia" and self.rank == 0:
