@@ -46,6 +46,7 @@ TAG_ABORT = 31
 TAG_ARRIVE = 32
 FLOOR_S = 120.0  # the automatic bound never goes below this (first rounds compile nothing,
 # but an env can be slow to reset; a user who knows better sets run.watchdog_s)
+START_S = 600.0  # the bound on the first meeting (ranks may still be loading their envs)
 _REAL_EXIT = os._exit
 
 
@@ -197,14 +198,18 @@ class RoundGuard:
 
     # ------------------------------------------------------------------ the boundary
 
-    def arrive(self, rnd: int, timers=None) -> None:
+    def arrive(self, rnd: int, what: str | None = None) -> None:
         """Wait until every rank has reached round ``rnd``'s boundary, watching the time.
+
+        ``what`` names another meeting point (the start of training), whose bound is
+        ``run.watchdog_s`` or ``START_S``.
 
         Non-root ranks tell rank 0 they arrived and learn when rank 0 did; after the bound,
         rank 0 names the ranks that never came, a non-root rank names rank 0 if it never
         came and otherwise leaves rank 0 to end the job (with a longer fallback).
         """
-        self.phase = "boundary"
+        self.phase = "boundary" if what is None else "start"
+        what = what or f"the end of round {rnd}"
         if self.n == 1:
             return
         comm, n = self.comm, self.n
@@ -226,20 +231,21 @@ class RoundGuard:
                     and self.signal_at is None:
                 self.signal_at = now
             waited = now - t0
-            limit = self.bound() if self.rank == 0 else 2.0 * self.bound() + 5.0
+            bound = self.bound() if self.phase == "boundary" else (self.fixed_s or START_S)
+            limit = bound if self.rank == 0 else 2.0 * bound + 5.0
             if waited > limit:
                 if self.rank == 0:
                     missing = [j for j, r in zip(range(1, n), recvs) if not r.Test()]
                     who = ", ".join(str(j) for j in missing) or "unknown"
-                    self.fatal(f"rank(s) {who} did not reach the end of round {rnd} "
+                    self.fatal(f"rank(s) {who} did not reach {what} "
                                f"within {waited:.0f} s (stuck in an env step, stopped, or "
                                f"gone?)", self._code(), name_self=False)
                 elif not recvs[0].Test():
-                    self.fatal(f"rank 0 did not reach the end of round {rnd} within "
-                               f"{waited:.0f} s", 1, name_self=False)
+                    self.fatal(f"rank 0 did not reach {what} within {waited:.0f} s",
+                               self._code(), name_self=False)
                 else:
-                    self.fatal(f"the end of round {rnd} was not reached by every rank "
-                               f"within {waited:.0f} s, and rank 0 did not end the job", 1)
+                    self.fatal(f"{what} was not reached by every rank within "
+                               f"{waited:.0f} s, and rank 0 did not end the job", self._code())
             spins += 1
             if spins > 200:  # tested busily for a moment, then leave the core to others
                 time.sleep(0.0005)

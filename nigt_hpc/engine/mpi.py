@@ -300,14 +300,15 @@ class MPIEngine:
 
     def run(self) -> dict:
         """Run rounds until a stop rule holds; return a summary (same on every rank)."""
-        self.comm.Barrier()  # every rank starts its clock together, after warm-up
-        self.t_start = time.perf_counter()
         if self.rank == 0 and self.on_checkpoint is not None:
             self.guard.write_checkpoint = self._write_checkpoint
         if self.rule == "malenia" and self.rank == 0:
             self.guard.silent = lambda: [j for j in range(self.n)
                                          if self.ctl.rule.M_i[j] == 0]
         self.guard.start()
+        # every rank starts its clock together, after warm-up
+        self.guard.arrive(-1, "the start of training")
+        self.t_start = time.perf_counter()
         rnd = self.first_round
         try:
             stop = self._round(rnd)
