@@ -84,11 +84,12 @@ class Faulty(Chain):
     says: ``hang`` (sleeps for ever, in Python), ``spin`` (a busy loop), ``exit0``
     (``os._exit(0)``), ``sysexit`` (``raise SystemExit(0)``), ``kbint`` (raises
     KeyboardInterrupt), ``stop`` (sends itself SIGSTOP), ``slow`` (sleeps ``slow_s`` per step).
+    With ``marker``, that file is created when the fault begins (tests wait for it).
     """
 
-    def __init__(self, at=0, how="hang", slow_s=0.01):
+    def __init__(self, at=0, how="hang", slow_s=0.01, marker=""):
         super().__init__()
-        self.at, self.how, self.slow_s = at, how, slow_s
+        self.at, self.how, self.slow_s, self.marker = at, how, slow_s, marker
         self.n = 0
 
     def step(self, action):
@@ -100,6 +101,8 @@ class Faulty(Chain):
         if self.how == "slow":
             time.sleep(self.slow_s)
         elif self.at and self.n >= self.at:
+            if self.marker:
+                open(self.marker, "w").close()
             if self.how == "hang":
                 while True:
                     time.sleep(3600)

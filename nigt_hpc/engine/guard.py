@@ -187,9 +187,12 @@ class RoundGuard:
         return (self.signal_at is not None or self.aborting
                 or (self.max_time_s > 0 and elapsed > self.max_time_s))
 
-    def bound(self) -> float:
-        """Return the watchdog bound in force now (seconds)."""
+    def bound(self, shrink: bool = True) -> float:
+        """Return the watchdog bound in force now (seconds); ``shrink=False`` ignores what a
+        stop signal or the time limit does to it."""
         b = self.fixed_s if self.fixed_s > 0 else max(FLOOR_S, 10.0 * self.longest)
+        if not shrink:
+            return b
         if self.signal_at is not None or self.aborting:
             return min(b, self.grace_s)
         if self.max_time_s > 0 and time.monotonic() - self.t_start > self.max_time_s:
@@ -313,7 +316,8 @@ class RoundGuard:
                 if now - self.signal_at > limit and silent > limit:
                     self._thread_fatal(f"no progress for {silent:.0f} s after a stop signal "
                                        f"(phase {self.phase})", 128 + int(signal.SIGTERM))
-            limit = 2.0 * self.bound() + 10.0
+                continue
+            limit = 2.0 * self.bound(shrink=False) + 10.0
             if silent > limit:
                 self._thread_fatal(f"no progress for {silent:.0f} s (phase {self.phase}; "
                                    "an env step that never returns?)", 1)
