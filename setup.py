@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["nigt_hpc", "nigt_hpc.engine", "nigt_hpc.envs", "nigt_hpc.kernels"],
+    packages=["nigt_hpc", "nigt_hpc.bench", "nigt_hpc.engine", "nigt_hpc.envs", "nigt_hpc.kernels"],
     package_dir={"nigt_hpc.kernels": "kernels"},
     install_requires=[
         "numpy>=1.24",

@@ -1,4 +1,4 @@
-"""Aggregation rules as transport-free state machines (DESIGN.md).
+"""Aggregation rules as transport-free state machines (docs/ARCHITECTURE.md).
 
 A rule decides, as gradients finish on workers, which ones count (``on_finished``), when
 the round is over (``done``) and with what factor each worker's local sum enters the
@@ -42,7 +42,7 @@ class AggregateSync:
 
 
 class AggregateRennala:
-    """AggregateRennala (ALGORITHMS section 2): exactly ``M`` accepted, whoever finishes first.
+    """AggregateRennala (docs/ALGORITHMS.md §2): exactly ``M`` accepted, whoever finishes first.
 
     Ties are broken by arrival order: the M-th arrival closes the round and later arrivals
     are refused (accept exactly M).
@@ -82,7 +82,7 @@ def harmonic_mean(M_i: np.ndarray) -> float:
 
 
 class AggregateMalenia:
-    """AggregateMalenia (ALGORITHMS section 3): loop while some M_i = 0 or HM(M_i) < M/n.
+    """AggregateMalenia (docs/ALGORITHMS.md §3): loop while some M_i = 0 or HM(M_i) < M/n.
 
     Every finished gradient is accepted until the condition holds; each worker's mean
     enters with weight 1/n, so each of its gradients gets 1/(n M_i).

@@ -104,7 +104,19 @@ def _simulate(args) -> int:
     sets = list(args.set)
     if args.workers is not None:
         sets.append(f"sim.workers={args.workers}")
+    # Without a config file the built-in preset has no time model, and a virtual clock
+    # without one stands still.  sqrt (h_i = sqrt(i)) is the paper's heterogeneous compute
+    # model (scenarios 1b and 2): the case the asynchronous rules are built for.  A --set of
+    # delays.compute comes later in the list, so it still wins.
+    default_model = args.config is None and not any(
+        s.split("=", 1)[0].strip() == "delays.compute" for s in args.set)
+    if default_model:
+        sets.insert(0, "delays.compute=sqrt")
     cfg = config.load(args.config, sets)
+    if default_model and not args.quiet:
+        print("nigt-hpc simulate: no config file, so the built-in preset with delays.compute = "
+              "'sqrt' (worker i takes sqrt(i) virtual s per gradient); set delays.compute "
+              "to choose another", flush=True)
     return run.simulate(cfg, out=args.out, force=args.force, quiet=args.quiet)
 
 

@@ -1,4 +1,5 @@
-"""The outer steps: NIGT (ALGORITHMS section 1) and plain policy-gradient ascent.
+"""The outer steps: NIGT (docs/ALGORITHMS.md §1, whose line numbers the comments below cite)
+and plain policy-gradient ascent.
 
 Pure numpy: no MPI, no environment.  The state is replicated on every rank; every rank
 applies the same step to the same aggregated ``g`` and so stays bitwise identical.  The

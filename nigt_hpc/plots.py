@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from .config import ConfigError
+from .phases import per_rank_phases
 
 
 def _plt():
@@ -44,8 +45,6 @@ def plot_run(run_dir: str, rows: list[dict], table: list[tuple], prof: dict | No
     ax.grid(alpha=0.3)
     _save(plt, fig, os.path.join(run_dir, "plot_return.png"), paths)
     if prof is not None:
-        from .report import per_rank_phases
-
         phases, per_rank = per_rank_phases(prof)
         fig, ax = plt.subplots(figsize=(8, 1.6 + 0.45 * len(per_rank)))
         left = np.zeros(len(per_rank))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from .config import ConfigError, tomllib
+from .phases import phase_table
 from .timers import PHASES
 
 
@@ -40,56 +41,27 @@ def _load(run_dir: str) -> tuple[dict, list[dict], dict | None]:
     return cfg, rows, prof
 
 
-def phase_table(prof: dict) -> tuple[list[tuple], np.ndarray]:
-    """Return rows (phase, min, median, max, share of median wall) and per-rank idle share.
-
-    ``other`` is each rank's wall time not covered by a timed phase; the idle share is
-    (idle + wait) / wall: time a rank spent waiting for others or for the control plane.
-    """
-    ranks = prof["ranks"]
-    walls = np.array([r.get("wall_s", prof.get("wall_s", 0.0)) for r in ranks])
-    secs = {p: np.array([r["seconds"].get(p, 0.0) for r in ranks]) for p in PHASES
-            if p != "other"}
-    covered = sum(secs.values())
-    secs["other"] = np.maximum(walls - covered, 0.0)
-    med_wall = float(np.median(walls)) if len(walls) else 0.0
-    rows = [(p, float(v.min()), float(np.median(v)), float(v.max()),
-             float(np.median(v)) / med_wall if med_wall > 0 else 0.0)
-            for p, v in secs.items()]
-    idle = (secs["idle"] + secs["wait"]) / np.where(walls > 0, walls, 1.0)
-    return rows, idle
-
-
-def per_rank_phases(prof: dict) -> tuple[list[str], list[dict]]:
-    """Return the phase names and, per rank, seconds per phase (``other`` = the rest)."""
-    phases = [p for p in PHASES if p != "other"] + ["other"]
-    out = []
-    for r in prof["ranks"]:
-        secs = {p: r["seconds"].get(p, 0.0) for p in phases if p != "other"}
-        wall = r.get("wall_s", prof.get("wall_s", 0.0))
-        secs["other"] = max(wall - sum(secs.values()), 0.0)
-        out.append(secs)
-    return phases, out
-
-
 def report_text(run_dir: str) -> str:
     """Return the report of one run directory."""
     cfg, rows, prof = _load(run_dir)
     meta = cfg.get("meta", {})
     algo = cfg.get("algo", {}).get("name", "?")
     env = cfg.get("env", {}).get("id", "?")
-    out = [f"run {run_dir}: {algo} on {env}, {meta.get('ranks', '?')} rank(s), "
-           f"d = {meta.get('d', '?')}"]
+    # simulate records workers, not ranks: its n workers share one process
+    who = (f"{meta.get('workers', '?')} virtual workers" if meta.get("engine") == "sim"
+           else f"{meta.get('ranks', '?')} rank(s)")
+    out = [f"run {run_dir}: {algo} on {env}, {who}, d = {meta.get('d', '?')}"]
     if not rows:
         out.append("no rounds recorded")
         return "\n".join(out)
     last = rows[-1]
     t = last["time_s"]
+    unit = "virtual s" if meta.get("engine") == "sim" else "s"
     wins = [r["return_window"] for r in rows if r.get("return_window") is not None]
     gpw = np.sum([r["grads_per_worker"] for r in rows], axis=0)
     out += [
-        f"rounds {last['round']}, {t:.3f} s, {last['env_steps']:,} env steps "
-        f"({last['env_steps'] / t if t > 0 else 0:,.0f}/s), "
+        f"rounds {last['round']}, {t:.3f} {unit}, {last['env_steps']:,} env steps "
+        f"({last['env_steps'] / t if t > 0 else 0:,.0f}/{unit}), "
         f"{sum(r['episodes'] for r in rows):,} episodes",
         f"return: last window {wins[-1] if wins else float('nan'):.2f}, best window "
         f"{max(wins) if wins else float('nan'):.2f}",

@@ -1,4 +1,4 @@
-"""Signal handling for batch jobs: the handler only records the signal (PITFALLS R1).
+"""Signal handling for batch jobs: the handler only records the signal (docs/PITFALLS.md, R1).
 
 All ranks agree on it at the next round boundary (it rides in the round's Allreduce),
 write a checkpoint together, and exit with status 128 + signal number.

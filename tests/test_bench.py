@@ -42,8 +42,8 @@ def test_torch_reference_runs_the_same_policy():
     import pytest
 
     torch = pytest.importorskip("torch")
-    from nigt_hpc import bench
     from nigt_hpc import kernels as K
+    from nigt_hpc.bench import kernels as bench
 
     sizes = [5, 8, 3]
     theta = K.init_theta(np.array(sizes), K.HEAD_GAUSS_LOGSTD, np.random.default_rng(0), -0.5,

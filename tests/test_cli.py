@@ -75,3 +75,15 @@ def test_check_prints_resolved_config(cli, tmp_path):
     p = cli("check", "--set", "algo.M=7", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "M = 7" in p.stdout and "[meta]" in p.stdout and "d = 10" in p.stdout
+
+
+def test_cartpole_job_file_is_the_builtin_default():
+    # jobs/local/cartpole.toml says it is the built-in preset written out: keep that true
+    import os
+
+    from nigt_hpc import config
+    from tests.conftest import ROOT
+
+    path = os.path.join(ROOT, "jobs", "local", "cartpole.toml")
+    assert "built-in default" in open(path, encoding="utf-8").readline()
+    assert config.load(path) == config.load(None)

@@ -50,3 +50,32 @@ def test_scaling_study_writes_csv_and_pngs(cli, runs, tmp_path):
 def test_report_of_a_missing_directory_is_one_error_line(cli, tmp_path):
     p = cli("report", tmp_path / "nope", cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
+
+
+def test_report_of_a_simulate_run_names_its_virtual_workers(cli, tmp_path):
+    out = tmp_path / "s"
+    p = cli("simulate", "--workers", "4", "--set", "delays.compute=const", "--set",
+            "run.max_rounds=1", "--out", out, "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = cli("report", out, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert "4 virtual workers" in first and "?" not in first
+    assert "virtual s" in p.stdout.splitlines()[1]
+
+
+def test_plots_and_report_do_not_import_each_other():
+    # report imports plots (for --plot); plots and phases must not import report back,
+    # not even inside a function, or the two modules form a circle again
+    import ast
+    import os
+
+    from tests.conftest import ROOT
+
+    for name in ("plots.py", "phases.py"):
+        with open(os.path.join(ROOT, "nigt_hpc", name), encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                     for a in n.names}
+        assert not {m for m in imported if m and m.split(".")[-1] == "report"}, name

@@ -131,9 +131,26 @@ def test_simulate_command_writes_a_run_directory(cli, tmp_path):
 
 
 def test_simulate_without_a_time_model_is_refused(cli, tmp_path):
-    p = cli("simulate", "--out", tmp_path / "s", cwd=tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[algo]\nM = 4\n")  # a config file of the user's: no model is made up
+    p = cli("simulate", cfg, "--out", tmp_path / "s", cwd=tmp_path)
     assert p.returncode == 2 and "delays.compute" in p.stderr and p.stderr.count("\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_simulate_without_a_config_uses_sqrt_and_says_so(cli, tmp_path):
+    out = tmp_path / "s"
+    p = cli("simulate", "--workers", "3", "--set", "run.max_rounds=1", "--out", out,
+            cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "delays.compute = 'sqrt'" in p.stdout.splitlines()[0]
+    assert 'compute = "sqrt"' in (out / "config.toml").read_text()
+    # the user's own choice wins, and then nothing is announced
+    out2 = tmp_path / "s2"
+    p = cli("simulate", "--workers", "3", "--set", "run.max_rounds=1", "--set",
+            "delays.compute=linear", "--out", out2, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "sqrt" not in p.stdout and 'compute = "linear"' in (out2 / "config.toml").read_text()
 
 
 def test_warmup_compiles_kernels_used_by_sim():

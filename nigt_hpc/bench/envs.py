@@ -20,11 +20,11 @@ import warnings
 
 import numpy as np
 
-from . import config, run
-from . import kernels as K
-from .envs.compiled import SUPPORTED, CompiledEnv
-from .kernels import envs as KE
-from .rollout import Sampler
+from .. import config, run
+from .. import kernels as K
+from ..envs.compiled import SUPPORTED, CompiledEnv
+from ..kernels import envs as KE
+from ..rollout import Sampler
 
 
 def _gym(env_id):
@@ -179,7 +179,7 @@ def bench_envs(repeat: int = 5) -> list[dict]:
     def hopper_theta(spec):
         return spec.init_theta(0, -0.5)
 
-    from .envs.mujoco_direct import DIRECT, DirectMujocoEnv
+    from ..envs.mujoco_direct import DIRECT, DirectMujocoEnv
 
     refs = {}
     for env_id in sorted(i for i in DIRECT if i.endswith("-v4")):

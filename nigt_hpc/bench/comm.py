@@ -43,7 +43,7 @@ def bench_comm(repeat: int = 5) -> list[dict] | None:
     """Return the rows on rank 0, [] on other ranks, None (after a message) on one rank."""
     from mpi4py import MPI
 
-    from .engine.common import Exchange, LocalRound
+    from ..engine.common import Exchange, LocalRound
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -75,7 +75,7 @@ def bench_comm(repeat: int = 5) -> list[dict] | None:
         rows.append({"row": f"allreduce d={d}", "ours_us": t_ours, "reference_us": t_plain,
                      "ratio": t_ours / t_plain, "reference": "plain Allreduce of d doubles",
                      "ranks": size})
-    from .engine.control import RMACounter
+    from ..engine.control import RMACounter
 
     ctr = RMACounter(comm, root=0)
     last = size - 1

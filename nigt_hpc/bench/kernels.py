@@ -1,20 +1,18 @@
-"""``nigt-hpc bench kernels|envs|comm``: our figures beside a reference measured in the
-same run -- a numpy reference for kernels, gymnasium's own env for envs, a plain Allreduce
-of the same size for comm.  Absolute numbers drift between machines; the ratios travel."""
+"""``nigt-hpc bench kernels``: the policy kernels' µs per env step beside a numpy reference
+(and torch's, where installed) measured in the same run."""
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 
 import numpy as np
 
-from . import kernels as K
-from .kernels import batched as KB
+from .. import kernels as K
+from ..kernels import batched as KB
 
-# (name, layer sizes, head) of the four reference sizes in BENCHMARKS.md
+# (name, layer sizes, head) of the four reference sizes in docs/BENCHMARKS.md
 SIZES = [
     ("linear 376->17", [376, 17], K.HEAD_GAUSS_LOGSTD),
     ("mlp 376->64->64->17", [376, 64, 64, 17], K.HEAD_GAUSS_LOGSTD),
@@ -292,27 +290,3 @@ def print_table(rows: list[dict]) -> None:
               f"{r['matrix_grad_us_per_step']:>8.2f}{r['matrix_gflops']:>9.1f}"
               f"{r['numpy_grad_us_per_step']:>8.2f}{r['matrix_speedup_vs_numpy']:>13.2f}x"
               f"{r['sampler_uses']:>10}")
-
-
-def main(what: str, json_path: str | None, repeat: int) -> int:
-    """Run one benchmark family, print it, optionally write JSON; return the exit status."""
-    if what == "envs":
-        from .bench_envs import bench_envs, print_envs
-
-        rows = bench_envs(repeat)
-        print_envs(rows)
-    elif what == "comm":
-        from .bench_comm import bench_comm
-
-        rows = bench_comm(repeat)
-        if rows is None:
-            return 2
-        if not rows:  # not rank 0
-            return 0
-    else:
-        rows = bench_kernels(repeat)
-        print_table(rows)
-    if json_path:
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"bench": what, "rows": rows}, fh, indent=1)
-    return 0
