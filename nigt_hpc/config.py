@@ -100,6 +100,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "comm": F("none", "str", choices=("none", "const", "sqrt", "sqrt_d14", "from_list")),
         "comm_list": F([], "list_float", ge=0),
         "comm_unit_s": F(0.0, "float", ge=0),
+        "per": F("step", "str", choices=("step", "trajectory"),
+                 help="real ranks: h_i * compute_unit_s is slept per env step, or per "
+                 "trajectory (the paper's model; what simulate's default charges)"),
     },
     "mpi": {
         "poll_every_steps": F(64, "int", ge=1),

@@ -62,8 +62,11 @@ class Delay:
     mid-sleep stops within one slice.
     """
 
-    def __init__(self, per_step_s: float, slice_s: float = 1e-3, min_sleep_s: float = 2e-4):
+    def __init__(self, per_step_s: float, slice_s: float = 1e-3, min_sleep_s: float = 2e-4,
+                 per_trajectory_s: float = 0.0):
         self.per_step_s = float(per_step_s)
+        self.per_trajectory_s = float(per_trajectory_s)
+        self._t_begin = 0.0
         self.slice_s = slice_s
         self.min_sleep_s = min_sleep_s
         self.deadline = -math.inf
@@ -73,6 +76,18 @@ class Delay:
     def active(self) -> bool:
         """Return whether any per-step delay is configured."""
         return self.per_step_s > 0.0
+
+    def begin(self) -> None:
+        """Mark the start of a trajectory (the per-trajectory model counts from here)."""
+        self._t_begin = time.perf_counter()
+
+    def finish(self, interrupted: Callable[[], bool] | None) -> bool:
+        """Per-trajectory model: sleep until ``per_trajectory_s`` after :meth:`begin` (the
+        real cost of the rollout is absorbed); return True if ``interrupted()`` cut it short,
+        in which case the gradient was still being "computed" and is abandoned."""
+        if self.per_trajectory_s <= 0.0:
+            return False
+        return self._sleep_until(self._t_begin + self.per_trajectory_s, interrupted)
 
     def step(self, interrupted: Callable[[], bool] | None) -> bool:
         """Account one env step; sleep to the deadline when due; return True if interrupted."""
@@ -100,3 +115,13 @@ class Delay:
                     return True
         finally:
             self.slept += time.perf_counter() - t0
+
+
+def make_delay(cfg: dict, h_i: float) -> Delay:
+    """Return worker i's emulated compute delay: ``h_i * delays.compute_unit_s`` seconds per
+    env step (``delays.per = "step"``) or per trajectory (``"trajectory"``, the paper's
+    model: one g_H costs h_i whatever the episode's length)."""
+    seconds = h_i * cfg["delays"]["compute_unit_s"]
+    if cfg["delays"]["per"] == "trajectory":
+        return Delay(0.0, per_trajectory_s=seconds)
+    return Delay(seconds)

@@ -42,3 +42,18 @@ def test_step_delays_add_up_and_sleep_is_interruptible():
     t0 = time.perf_counter()
     assert Delay(0).sleep(1.0, interrupted=lambda: True) is True
     assert time.perf_counter() - t0 < 0.05  # stopped after one 1 ms slice
+
+
+def test_per_trajectory_delay_is_a_floor_from_begin_and_can_be_cut_short():
+    from nigt_hpc.delays import make_delay
+
+    d = make_delay(cfg_with("delays.per=trajectory", "delays.compute_unit_s=0.02"), 2.0)
+    assert not d.active  # nothing per env step
+    d.begin()
+    t0 = time.perf_counter()
+    assert d.finish(None) is False
+    assert time.perf_counter() - t0 >= 0.04 - 1e-3  # h_i * unit after begin(), at least
+    d.begin()
+    assert d.finish(lambda: True) is True  # the round ended while "computing"
+    step = make_delay(cfg_with("delays.compute_unit_s=0.001"), 3.0)
+    assert step.active and step.per_step_s == 0.003 and step.finish(None) is False

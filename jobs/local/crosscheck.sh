@@ -1,23 +1,41 @@
 #!/bin/bash
-# The same model on real ranks (emulated per-step delays) and on the virtual clock
-# (per-step time model, same unit): round lengths and gradients per worker should agree.
-#   bash jobs/local/crosscheck.sh [ALGO] [OUT_DIR]
+# Benchmark: the same model on real ranks (emulated delays) and on the virtual clock, round
+# lengths and gradients per worker side by side, and their ratio.
+#   bash jobs/local/crosscheck.sh [ALGO] [OUT_DIR] [PER]
+# PER = trajectory (default; the paper's model: worker i spends h_i per gradient) or step
+# (h_i per env step).  AFedPG runs 1 worker + the server on its 2 ranks.
+# Uses the mpiexec next to the Python that runs nigt-hpc (the venv's), else the one on PATH.
 set -euo pipefail
 ALGO=${1:-rennala_nigt}
 OUT=${2:-runs/crosscheck}
+PER=${3:-trajectory}
+PY=$(command -v python)
+MPIEXEC=$(dirname "$PY")/mpiexec
+[ -x "$MPIEXEC" ] || MPIEXEC=mpiexec
+if [ "$PER" = trajectory ]; then
+  UNIT=(--set delays.compute_unit_s=0.01)  # 10 ms and 30 ms per gradient
+else
+  UNIT=(--set delays.compute_unit_s=5e-4 --set mpi.poll_every_steps=4)
+fi
+WORKERS=2
+[ "$ALGO" = afedpg ] && WORKERS=1
 COMMON=(--set env.id=Pendulum-v1 --set env.horizon=20 --set run.target_return=inf
         --set run.max_rounds=40 --set algo.name="$ALGO" --set algo.M=6 --set algo.M_init=6
         --set delays.compute=from_list --set "delays.compute_list=[1.0, 3.0]"
-        --set delays.compute_unit_s=5e-4 --set mpi.poll_every_steps=4 --quiet --force)
-mpiexec -n 2 nigt-hpc train "${COMMON[@]}" --out "$OUT/mpi-$ALGO"
-nigt-hpc simulate "${COMMON[@]}" --workers 2 --set sim.time_model=step --out "$OUT/sim-$ALGO"
-python - "$OUT/mpi-$ALGO" "$OUT/sim-$ALGO" <<'PY'
+        --set delays.per="$PER" "${UNIT[@]}" --quiet --force)
+"$MPIEXEC" -n 2 "$PY" -m nigt_hpc train "${COMMON[@]}" --out "$OUT/mpi-$ALGO-$PER"
+"$PY" -m nigt_hpc simulate "${COMMON[@]}" --workers "$WORKERS" --set sim.time_model="$PER" \
+  --out "$OUT/sim-$ALGO-$PER"
+"$PY" - "$OUT/mpi-$ALGO-$PER" "$OUT/sim-$ALGO-$PER" <<'PY'
 import json, sys
 import numpy as np
+med = []
 for d in sys.argv[1:]:
     rows = [json.loads(x) for x in open(f"{d}/metrics.jsonl")]
-    t = np.diff([0.0] + [r["time_s"] for r in rows])[1:]  # round 0 includes start-up
+    t = np.diff([r["time_s"] for r in rows])  # round 0 includes start-up
     g = np.mean([r["grads_per_worker"] for r in rows[1:]], axis=0)
+    med.append(np.median(t))
     print(f"{d}: median round {1e3 * np.median(t):.2f} ms (mean {1e3 * t.mean():.2f}), "
           f"gradients per worker per round {np.round(g, 2).tolist()}")
+print(f"real / virtual median round: {med[0] / med[1]:.3f}")
 PY

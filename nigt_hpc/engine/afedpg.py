@@ -33,7 +33,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import kernels as K
-from ..delays import Delay, comm_factors, compute_factors
+from ..delays import comm_factors, compute_factors, make_delay
 from ..nigt import NIGT, extrapolate
 from ..rollout import Sampler
 from ..timers import Timers
@@ -70,7 +70,7 @@ class AFedPGEngine:
         h = compute_factors(cfg, self.n)
         kappa = comm_factors(cfg, self.n, self.d)
         w = max(self.rank - 1, 0)
-        self.delay = Delay(h[w] * cfg["delays"]["compute_unit_s"])
+        self.delay = make_delay(cfg, h[w])
         self.comm_delay_s = kappa[w] * cfg["delays"]["comm_unit_s"]
         self.staleness_sum = 0
         self.staleness_n = 0
@@ -283,9 +283,10 @@ class AFedPGEngine:
             extrapolate(params[2 : 2 + d], params[2 + d :], self.eta, theta_tilde)
             reply = self.comm.Irecv(params, source=0, tag=TAG_PARAMS)
             steps0 = self.sampler.steps
+            self.delay.begin()
             traj = self.sampler.rollout(theta_tilde, poll=stop_now, poll_every=self.poll_every,
                                         on_step=on_step)
-            if traj is None:
+            if traj is None or self.delay.finish(stop_now):
                 break
             g = self._msg[HDR:]
             g[:] = 0.0

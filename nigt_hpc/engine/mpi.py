@@ -22,7 +22,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..aggregation import AggregateSync
-from ..delays import Delay, comm_factors, compute_factors
+from ..delays import comm_factors, compute_factors, make_delay
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_optimizer
@@ -69,7 +69,7 @@ class MPIEngine:
         self.h = compute_factors(cfg, self.n)
         self.kappa = comm_factors(cfg, self.n, self.d)
         dl = cfg["delays"]
-        self.delay = Delay(self.h[self.rank] * dl["compute_unit_s"])
+        self.delay = make_delay(cfg, self.h[self.rank])
         self.comm_delay_s = self.kappa[self.rank] * dl["comm_unit_s"]
         # the Rennala counter's value when this round began; the counter is made anew by
         # every job, so a resumed job starts from 0 too (it is not part of a checkpoint)
@@ -146,9 +146,10 @@ class MPIEngine:
         stop = self.guard.interrupted
         on_step = (lambda: self.delay.step(stop)) if self.delay.active else None
         while rule.wants_more(self.rank) and not stop():
+            self.delay.begin()
             traj = self.sampler.rollout(theta, poll=lambda _: stop(),
                                         poll_every=self.poll_every, on_step=on_step)
-            if traj is None:  # a stop signal: the round is abandoned
+            if traj is None or self.delay.finish(stop):  # a stop signal: round abandoned
                 self.local.discarded += 1
                 break
             if self._grad(theta, traj):  # a non-finite one is rejected and counted
@@ -162,11 +163,16 @@ class MPIEngine:
         over = lambda *_: self._round_over(M)  # noqa: E731
         on_step = (lambda: self.delay.step(over)) if self.delay.active else None
         while not over():
+            self.delay.begin()
             traj = sampler.rollout(theta, poll=over, poll_every=self.poll_every,
                                    on_step=on_step, keep=self.reuse)
             if traj is None:
                 if not self.reuse:
                     local.discarded += 1
+                break
+            if self.delay.finish(over):  # the round ended while this one was "computing"
+                local.discarded += 1
+                local.episode_done(traj.ret)
                 break
             if not self._grad(theta, traj):
                 continue  # rejected before it is reported: exactly M finite ones enter

@@ -162,3 +162,18 @@ def test_reuse_stale_keeps_interrupted_trajectories():
         ok = ok and abandoned_off > 0 and abandoned_on < abandoned_off
         ok = ok and all(r["grads"] == 6 for r in rows["true"][0][1:])
     assert all_ok(comm, ok)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rennala_exact_M_with_the_per_trajectory_time_model():
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rows = []
+    engine, _ = engine_for(comm, ["run.max_rounds=6", "algo.M=5", "algo.M_init=5",
+                                  "delays.compute=from_list", "delays.compute_list=[1, 4]",
+                                  "delays.compute_unit_s=0.002", "delays.per=trajectory",
+                                  "run.target_return=inf"], collect=rows.append)
+    engine.run()
+    ok = all(sum(r["grads_per_worker"]) == 5 for r in rows)
+    assert all_ok(comm, ok)
