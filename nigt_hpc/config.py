@@ -94,6 +94,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "comm": F("none", "str", choices=("none", "const", "sqrt", "sqrt_d14", "from_list")),
         "comm_list": F([], "list_float", ge=0),
         "comm_unit_s": F(0.0, "float", ge=0),
+        "server_link": F("shared", "str", choices=("shared", "parallel"),
+                         help="AFedPG: transfers queue on the server's one link, or each "
+                              "worker pays kappa_i in parallel"),
     },
     "mpi": {
         "poll_every_steps": F(64, "int", ge=1),
