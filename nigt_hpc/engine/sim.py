@@ -185,6 +185,9 @@ class SimEngine:
         exchange costs kappa_w, overlaps every other, and the worker restarts at the update.
         """
         n, opt, eta = self.n, self.opt, self.cfg["algo"]["eta"]
+        # Why shared is the default: one server NIC carries every gradient up and every
+        # parameter copy down, so n transfers cannot overlap there, while an Allreduce
+        # spreads its bytes over every rank's link.
         shared = self.cfg["delays"]["server_link"] == "shared"
         if shared:
             up, down = afedpg_transfer_times(self.kappa)
