@@ -103,6 +103,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "per": F("step", "str", choices=("step", "trajectory"),
                  help="real ranks: h_i * compute_unit_s is slept per env step, or per "
                  "trajectory (the paper's model; what simulate's default charges)"),
+        "server_link": F("shared", "str", choices=("shared", "parallel"),
+                         help="AFedPG: transfers queue on the server's one link, or each "
+                              "worker pays kappa_i in parallel"),
     },
     "mpi": {
         "poll_every_steps": F(64, "int", ge=1),

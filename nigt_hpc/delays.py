@@ -1,5 +1,6 @@
 """Emulated heterogeneity (the paper's time model): compute time h_i per env step and
-communication time kappa_i per d-vector exchange, slept for real by worker i.
+communication time kappa_i per d-vector exchange, slept for real by worker i; and what an
+AFedPG exchange holds the server's one link for on the virtual clock.
 
 Workers are numbered i = 1..n as in the paper; global worker w (0-based) is i = w + 1.
 """
@@ -47,6 +48,25 @@ def comm_factors(cfg: dict, n: int, d: int) -> np.ndarray:
     ``sqrt_d14`` is the paper's sqrt(i) * d^(1/4)."""
     dc = cfg["delays"]
     return _factors(dc["comm"], dc["comm_list"], n, cfg["run"]["seed"], d)
+
+
+# What one AFedPG exchange moves, in d-vectors, as engine/afedpg.py sends it: g_H up, and
+# (theta_{k+1}, theta_k) down.  Sending theta_tilde instead would make the download 1.
+AFEDPG_UP_VECTORS = 1
+AFEDPG_DOWN_VECTORS = 2
+
+
+def afedpg_transfer_times(kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (up_i, down_i): the time worker i's AFedPG upload and download each hold the
+    server's link (``delays.server_link = "shared"``), in the units of ``kappa``.
+
+    kappa_i is the time of one d-vector exchange, one d-vector sent and one received: what
+    one Allreduce of a d-vector costs worker i (a round pays max_i kappa_i).  The server's
+    link carries one transfer at a time, so one d-vector one way holds it kappa_i / 2; the
+    upload moves AFEDPG_UP_VECTORS of them, the download AFEDPG_DOWN_VECTORS.
+    """
+    half = 0.5 * np.asarray(kappa, dtype=np.float64)
+    return AFEDPG_UP_VECTORS * half, AFEDPG_DOWN_VECTORS * half
 
 
 class Delay:

@@ -58,6 +58,7 @@ def test_int_is_accepted_for_float_and_converted():
     (["algo.M"], "KEY=VALUE"),
     (["run.target_return=nan"], "run.target_return"),
     (["delays.compute=from_list"], "delays.compute_list"),
+    (["delays.server_link=share"], "did you mean 'shared'"),
 ])
 def test_bad_values_name_the_field(sets, needle):
     with pytest.raises(ConfigError) as e:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nigt_hpc import config, kernels, run
+from nigt_hpc.engine.common import one_gradient_stats
 from nigt_hpc.engine.sim import SimEngine
 from nigt_hpc.rollout import Sampler
 from nigt_hpc.timers import Timers
@@ -103,12 +104,151 @@ def afedpg_oracle(h, kappa, updates):
     return out
 
 
+def afedpg(h, kappa, link, updates, rows=None):
+    eng = sim(len(h), speeds(h, kappa) + ["algo.name=afedpg", f"run.max_rounds={updates - 1}",
+                                          f"delays.server_link={link}"], rows)
+    eng.run()
+    return eng
+
+
 def test_afedpg_staleness_matches_the_oracle():
     rows = []
     h, kappa = [1.0, 3.0, 4.0], [0.0, 0.5, 0.0]
-    sim(3, speeds(h, kappa) + ["algo.name=afedpg", "run.max_rounds=40"], rows).run()
+    afedpg(h, kappa, "parallel", 41, rows)
     assert [r["staleness"] for r in rows] == afedpg_oracle(h, kappa, 41)
     assert all(r["grads"] == 1 for r in rows)
+
+
+# (worker, ready, link start, server update, restart) of server updates 0..9, by hand, for
+# h = [1, 2, 3].  Shared: the upload holds the link kappa_i / 2, the download kappa_i.
+SHARED_EQUAL = [  # kappa = 0.5 each: upload 0.25, download 0.5
+    (0, 1.0, 1.0, 1.25, 1.75),
+    (1, 2.0, 2.0, 2.25, 2.75),
+    (0, 2.75, 2.75, 3.0, 3.5),    # w0 (ready 2.75) before w2 (ready 3)
+    (2, 3.0, 3.5, 3.75, 4.25),    # w2 waits 0.5 for w0's download
+    (0, 4.5, 4.5, 4.75, 5.25),
+    (1, 4.75, 5.25, 5.5, 6.0),    # w1 waits for w0
+    (0, 6.25, 6.25, 6.5, 7.0),
+    (2, 7.25, 7.25, 7.5, 8.0),
+    (0, 8.0, 8.0, 8.25, 8.75),    # w0 and w1 both ready at 8: lower index first
+    (1, 8.0, 8.75, 9.0, 9.5),
+]
+SHARED_UNEQUAL = [  # kappa = [0.5, 1, 2]: uploads [0.25, 0.5, 1], downloads [0.5, 1, 2]
+    (0, 1.0, 1.0, 1.25, 1.75),
+    (1, 2.0, 2.0, 2.5, 3.5),
+    (0, 2.75, 3.5, 3.75, 4.25),   # w0 (ready 2.75) waits for w1's download
+    (2, 3.0, 4.25, 5.25, 7.25),   # w2 (ready 3) queues behind w0
+    (0, 5.25, 7.25, 7.5, 8.0),    # w0 waits 2 for w2's long download
+    (1, 5.5, 8.0, 8.5, 9.5),
+    (0, 9.0, 9.5, 9.75, 10.25),
+    (2, 10.25, 10.25, 11.25, 13.25),  # ready as the link frees
+    (0, 11.25, 13.25, 13.5, 14.0),
+    (1, 11.5, 14.0, 14.5, 15.5),  # FIFO by ready time: w1 (11.5) after w0 (11.25)
+]
+# Parallel (today's model): the update is at ready + kappa_i, the worker restarts then, and
+# updates are served in update-time order.
+PARALLEL_EQUAL = [
+    (0, 1.0, 1.0, 1.5, 1.5), (1, 2.0, 2.0, 2.5, 2.5), (0, 2.5, 2.5, 3.0, 3.0),
+    (2, 3.0, 3.0, 3.5, 3.5), (0, 4.0, 4.0, 4.5, 4.5), (1, 4.5, 4.5, 5.0, 5.0),
+    (0, 5.5, 5.5, 6.0, 6.0), (2, 6.5, 6.5, 7.0, 7.0), (0, 7.0, 7.0, 7.5, 7.5),
+    (1, 7.0, 7.0, 7.5, 7.5),
+]
+PARALLEL_UNEQUAL = [
+    (0, 1.0, 1.0, 1.5, 1.5), (0, 2.5, 2.5, 3.0, 3.0), (1, 2.0, 2.0, 3.0, 3.0),
+    (0, 4.0, 4.0, 4.5, 4.5), (2, 3.0, 3.0, 5.0, 5.0), (0, 5.5, 5.5, 6.0, 6.0),
+    (1, 5.0, 5.0, 6.0, 6.0), (0, 7.0, 7.0, 7.5, 7.5), (0, 8.5, 8.5, 9.0, 9.0),
+    (1, 8.0, 8.0, 9.0, 9.0),
+]
+
+
+@pytest.mark.parametrize("kappa,link,expected", [
+    ([0.5, 0.5, 0.5], "shared", SHARED_EQUAL), ([0.5, 1.0, 2.0], "shared", SHARED_UNEQUAL),
+    ([0.5, 0.5, 0.5], "parallel", PARALLEL_EQUAL),
+    ([0.5, 1.0, 2.0], "parallel", PARALLEL_UNEQUAL)])
+def test_afedpg_link_sequence_by_hand(kappa, link, expected):
+    rows = []
+    eng = afedpg([1, 2, 3], kappa, link, 10, rows)
+    assert eng.link_log == expected
+    assert [r["time_s"] for r in rows] == [e[3] for e in expected]  # metrics at the update
+    assert [r["grads_per_worker"].index(1) for r in rows] == [e[0] for e in expected]
+    # staleness: updates since the worker's download (version k + 1 once update k is sent)
+    version, stale = [0, 0, 0], []
+    for k, e in enumerate(expected):
+        stale.append(k - version[e[0]])
+        version[e[0]] = k + 1
+    assert [r["staleness"] for r in rows] == stale
+    assert eng.now == expected[-1][3]
+
+
+def test_shared_link_is_the_default():
+    assert config.load(None)["delays"]["server_link"] == "shared"
+    eng = sim(3, speeds([1, 2, 3], [0.5, 0.5, 0.5]) + ["algo.name=afedpg",
+                                                      "run.max_rounds=9"])
+    eng.run()
+    assert eng.link_log == SHARED_EQUAL
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_link_is_one_fifo_resource(seed):
+    rng = np.random.default_rng(seed)
+    h = np.round(rng.uniform(0.5, 4.0, size=5), 3)
+    kappa = np.round(rng.uniform(0.0, 3.0, size=5), 3)
+    log = afedpg(h, kappa, "shared", 60).link_log
+    free = 0.0
+    for w, ready, start, update, restart in log:
+        assert start == max(ready, free)  # waits only while the link is busy
+        assert update == start + kappa[w] / 2 and restart == update + kappa[w]
+        free = restart
+    # FIFO by ready time, ties by worker index (every ready time is known in advance here)
+    assert [(r, w) for w, r, *_ in log] == sorted((r, w) for w, r, *_ in log)
+    # each worker's next gradient is ready h_w after its download
+    for w in range(5):
+        mine = [e for e in log if e[0] == w]
+        assert all(b[1] == a[4] + h[w] for a, b in zip(mine, mine[1:]))
+
+
+def old_afedpg(eng):
+    """The AFedPG loop of the virtual clock before delays.server_link: each exchange costs
+    kappa_i in parallel, the update takes no time (kept verbatim as the oracle)."""
+    n, opt, eta = eng.n, eng.opt, eng.cfg["algo"]["eta"]
+    k, queue, held = 0, [], {}
+    for w in range(n):
+        held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0)
+        heapq.heappush(queue, (eng.h[w] + eng.kappa[w], w))
+    while True:
+        t, w = heapq.heappop(queue)
+        th, thp, version = held[w]
+        theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
+        traj = eng._rollout(w, theta_tilde)
+        g = np.zeros(eng.d)
+        eng.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
+        eng.staleness.append(k - version)
+        opt.initialise(g) if k == 0 else opt.step(g)
+        eng.book.comm_bytes += 24 * eng.d
+        record = eng.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
+                                 [[traj.ret] if i == w else [] for i in range(n)], opt.theta)
+        record["staleness"] = eng.staleness[-1]
+        eng.on_round(record)
+        k += 1
+        if eng.book.should_stop(k - 1, t, 0):
+            return
+        held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k)
+        cost = eng._cost(w, traj) if eng.per_step else eng.h[w]
+        heapq.heappush(queue, (t + cost + eng.kappa[w], w))
+
+
+@pytest.mark.parametrize("time_model", ["trajectory", "step"])
+def test_parallel_link_is_the_old_model_bit_for_bit(time_model):
+    sets = speeds([1.0, 2.5, 0.7], [0.3, 1.1, 2.0]) + [
+        "algo.name=afedpg", "run.max_rounds=30", "delays.server_link=parallel",
+        f"sim.time_model={time_model}"]
+    new, old = [], []
+    a = sim(3, sets, new)
+    a.run()
+    b = sim(3, sets, old)
+    old_afedpg(b)
+    assert len(new) == 31 and json.dumps(new) == json.dumps(old)
+    assert a.opt.theta.tobytes() == b.opt.theta.tobytes()
 
 
 def test_deterministic_for_a_seed():

@@ -14,7 +14,19 @@ A round starts at T0 with every worker starting a trajectory at ``theta_tilde``;
 in (finish time, worker) order; the rule accepts or ends the round; partial work in flight
 at the end is wasted; the round then pays the Allreduce, ``max_i kappa_i``.  Synchronized
 rounds are ``max_i (B h_i) + max_i kappa_i``.  AFedPG: worker i computes (h_i), exchanges
-(kappa_i), and restarts with the freshest parameters; the server update takes no time.
+with the server, and restarts with the freshest parameters; the server update takes no time.
+``delays.server_link``:
+
+* ``shared`` (default): the server has one link, a FIFO resource.  An exchange of worker i
+  holds it for the gradient's upload, kappa_i / 2 (one d-vector; kappa_i is one d-vector
+  sent and one received, the unit an Allreduce is charged in), then the download of
+  (theta_{k+1}, theta_k), kappa_i (two d-vectors).  A worker whose gradient is ready waits
+  for the link (FIFO by ready time, ties by worker index), the server updates when the
+  upload ends, and the worker restarts when the download ends.
+* ``parallel``: every exchange costs kappa_i and overlaps the others (the server's link is
+  never busy); the worker restarts at the update.
+
+``SimEngine.link_log`` holds (worker, ready, link start, update, restart) per server update.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import numpy as np
 
 from ..aggregation import AggregateMalenia, AggregateRennala, AggregateSync
 from ..config import ConfigError
-from ..delays import comm_factors, compute_factors
+from ..delays import afedpg_transfer_times, comm_factors, compute_factors
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import STATS, RoundBook, make_optimizer, one_gradient_stats
@@ -66,6 +78,8 @@ class SimEngine:
         self.rounds = 0
         self.finish_log: list[tuple[float, int, bool]] = []  # (time, worker, accepted)
         self.staleness: list[int] = []
+        # AFedPG, one per server update: (worker, ready, link start, update, restart)
+        self.link_log: list[tuple[int, float, float, float, float]] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -162,16 +176,42 @@ class SimEngine:
     # ------------------------------------------------------------------ AFedPG
 
     def _afedpg(self) -> None:
-        """AFedPG: the server's update is the NIGT step (``self.opt``) on each arrival."""
+        """AFedPG: the server's update is the NIGT step (``self.opt``) on each arrival.
+
+        Worker w's gradient is ready h_w after it restarts.  ``shared``: exchanges hold the
+        server's one link in turn, FIFO by ready time (ties: lower worker index), each for
+        its upload then its download (``afedpg_transfer_times``); the server updates when
+        the upload ends and the worker restarts when the download ends.  ``parallel``: the
+        exchange costs kappa_w, overlaps every other, and the worker restarts at the update.
+        """
         n, opt, eta = self.n, self.opt, self.cfg["algo"]["eta"]
+        # Why shared is the default: one server NIC carries every gradient up and every
+        # parameter copy down, so n transfers cannot overlap there, while an Allreduce
+        # spreads its bytes over every rank's link.
+        shared = self.cfg["delays"]["server_link"] == "shared"
+        if shared:
+            up, down = afedpg_transfer_times(self.kappa)
+        else:  # the download is folded into kappa_w, paid before the update
+            up, down = self.kappa, np.zeros(n)
         k = 0
-        queue = []
+        link_free = 0.0  # when the server's link ends its current exchange (shared)
+        queue = []  # (key, worker, ready): by ready time if shared, by update time if not
+
+        def push(w: int, ready: float) -> None:
+            heapq.heappush(queue, (ready if shared else ready + up[w], w, ready))
+
         held = {}  # worker -> (theta, theta_prev, version) it works with
         for w in range(n):
             held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0)
-            heapq.heappush(queue, (self.h[w] + self.kappa[w], w))
+            push(w, self.h[w])  # theta_0 is on every worker at t = 0, free
         while True:
-            t, w = heapq.heappop(queue)
+            _, w, ready = heapq.heappop(queue)
+            start = max(ready, link_free) if shared else ready
+            t = start + up[w]  # the server's update
+            restart = t + down[w]
+            if shared:
+                link_free = restart
+            self.link_log.append((w, ready, start, t, restart))
             th, thp, version = held[w]
             theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
             traj = self._rollout(w, theta_tilde)
@@ -196,7 +236,7 @@ class SimEngine:
                 break
             held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k)
             cost = self._cost(w, traj) if self.per_step else self.h[w]
-            heapq.heappush(queue, (t + cost + self.kappa[w], w))
+            push(w, restart + cost)
 
     # ------------------------------------------------------------------ the loop
 
