@@ -132,3 +132,30 @@ def test_bench_comm_rows_and_json(tmp_path):
     for r in rows:
         assert r["ours_us"] > 0 and r["reference_us"] > 0
         assert r["ratio"] == pytest.approx(r["ours_us"] / r["reference_us"])
+
+
+def test_afedpg_on_real_ranks_pays_the_shared_server_link(tmp_path):
+    """Two workers, h = 20 ms per gradient, kappa = 20 ms: on the server's one link every
+    update costs the upload (10 ms) and the download (20 ms) in turn, so updates come every
+    30 ms (virtual clock), not 20 ms as with parallel links.  Emulated time is a floor that
+    load cannot lower, so only the lower bound is asserted."""
+    import numpy as np
+
+    common = ["--set", "algo.name=afedpg", "--set", "run.max_rounds=30", "--set",
+              "env.id=Pendulum-v1", "--set", "env.horizon=20", "--set", "delays.compute=const",
+              "--set", "delays.compute_unit_s=0.02", "--set", "delays.per=trajectory", "--set",
+              "delays.comm=const", "--set", "delays.comm_unit_s=0.02", "--quiet"]
+    p = launch(3, "train", *common, "--out", str(tmp_path / "mpi"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    q = subprocess.run([sys.executable, "-m", "nigt_hpc", "simulate", *common, "--workers", "2",
+                        "--out", str(tmp_path / "sim")], cwd=tmp_path, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert q.returncode == 0, q.stderr
+
+    def per_update(d):
+        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        return float(np.median(np.diff([r["time_s"] for r in rows])))
+
+    virtual = per_update(tmp_path / "sim")
+    assert virtual == pytest.approx(0.03)
+    assert per_update(tmp_path / "mpi") >= 0.85 * virtual

@@ -33,7 +33,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import kernels as K
-from ..delays import comm_factors, compute_factors, make_delay
+from ..delays import afedpg_transfer_times, comm_factors, compute_factors, make_delay
 from ..nigt import NIGT, extrapolate
 from ..rollout import Sampler
 from ..timers import Timers
@@ -71,7 +71,14 @@ class AFedPGEngine:
         kappa = comm_factors(cfg, self.n, self.d)
         w = max(self.rank - 1, 0)
         self.delay = make_delay(cfg, h[w])
-        self.comm_delay_s = kappa[w] * cfg["delays"]["comm_unit_s"]
+        # Emulated transfers are paid where the real cost is.  shared: on the server, whose
+        # one link serialises them (the gradient's upload before the update, the download
+        # of (theta, theta_prev) before the reply; the times of the virtual clock's model);
+        # parallel: by each worker before its send, overlapping the others.
+        kappa_s = kappa * cfg["delays"]["comm_unit_s"]
+        self.shared_link = cfg["delays"]["server_link"] == "shared"
+        self.up_s, self.down_s = afedpg_transfer_times(kappa_s)
+        self.comm_delay_s = 0.0 if self.shared_link else kappa_s[w]
         self.staleness_sum = 0
         self.staleness_n = 0
         self.last_staleness = 0
@@ -97,7 +104,8 @@ class AFedPGEngine:
                 return -1
             bound = self.guard.bound()
             for j in alive:
-                if now - silent_since[j] > bound:
+                # a message that arrived while the server was busy is not silence
+                if now - silent_since[j] > bound and not reqs[j - 1].Get_status():
                     self.guard.fatal(f"rank {j} (an AFedPG worker) sent nothing for "
                                      f"{now - silent_since[j]:.0f} s (stuck in an env step, "
                                      "stopped, or gone?)", self.guard._code(), name_self=False)
@@ -119,7 +127,12 @@ class AFedPGEngine:
         last_msg = [now] * self.size
         stopping = False
 
-        def send_params(j: int) -> None:
+        def transfer(seconds: float) -> None:
+            if seconds > 0.0:
+                self.delay.sleep(seconds, self._beat)
+
+        def send_params(j: int, charge: bool = True) -> None:
+            transfer(self.down_s[j - 1] if self.shared_link and charge else 0.0)
             sends[j].Wait()  # the previous copy was received before this worker answered
             p = params[j]
             p[0], p[1] = 1.0, self.k
@@ -142,7 +155,7 @@ class AFedPGEngine:
 
         self.k = self.k0
         for j in range(1, self.size):
-            send_params(j)
+            send_params(j, charge=False)  # theta_0 is on every worker at the start, free
         while alive:
             t0 = time.perf_counter()
             idx = self._wait_any(reqs, silent_since, alive, not stopping)
@@ -169,6 +182,8 @@ class AFedPGEngine:
                 continue
             if stopping:
                 continue  # this worker has its stop message, or gets it next
+            if self.shared_link:
+                transfer(self.up_s[j - 1])  # the upload holds the link before the update
             if nonfinite:
                 self._reject(j)
                 send_params(j)
@@ -180,6 +195,11 @@ class AFedPGEngine:
         MPI.Request.Waitall(sends)
         self.rounds = self.k - 1
         self.checkpoint()
+
+    def _beat(self) -> bool:
+        """Leave a heartbeat during an emulated transfer; never cut it short."""
+        self.guard.beat = time.monotonic()
+        return False
 
     def _elapsed(self) -> float:
         return self.t_offset + time.perf_counter() - self.t_start
