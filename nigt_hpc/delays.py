@@ -51,9 +51,11 @@ def comm_factors(cfg: dict, n: int, d: int) -> np.ndarray:
 
 
 # What one AFedPG exchange moves, in d-vectors, as engine/afedpg.py sends it: g_H up, and
-# (theta_{k+1}, theta_k) down.  Sending theta_tilde instead would make the download 1.
+# the worker's next lookahead point theta_tilde down (the cheaper of the two downloads the
+# method allows, rather than (theta_{k+1}, theta_k): the baseline gets the benefit of the
+# doubt, and an exchange then holds the link kappa_i, the paper's kappa per server update).
 AFEDPG_UP_VECTORS = 1
-AFEDPG_DOWN_VECTORS = 2
+AFEDPG_DOWN_VECTORS = 1
 
 
 def afedpg_transfer_times(kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

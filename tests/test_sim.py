@@ -120,30 +120,31 @@ def test_afedpg_staleness_matches_the_oracle():
 
 
 # (worker, ready, link start, server update, restart) of server updates 0..9, by hand, for
-# h = [1, 2, 3].  Shared: the upload holds the link kappa_i / 2, the download kappa_i.
-SHARED_EQUAL = [  # kappa = 0.5 each: upload 0.25, download 0.5
-    (0, 1.0, 1.0, 1.25, 1.75),
-    (1, 2.0, 2.0, 2.25, 2.75),
-    (0, 2.75, 2.75, 3.0, 3.5),    # w0 (ready 2.75) before w2 (ready 3)
-    (2, 3.0, 3.5, 3.75, 4.25),    # w2 waits 0.5 for w0's download
-    (0, 4.5, 4.5, 4.75, 5.25),
-    (1, 4.75, 5.25, 5.5, 6.0),    # w1 waits for w0
-    (0, 6.25, 6.25, 6.5, 7.0),
-    (2, 7.25, 7.25, 7.5, 8.0),
-    (0, 8.0, 8.0, 8.25, 8.75),    # w0 and w1 both ready at 8: lower index first
-    (1, 8.0, 8.75, 9.0, 9.5),
+# h = [1, 2, 3].  Shared: the upload (g) and the download (theta_tilde) each hold the link
+# kappa_i / 2.
+SHARED_EQUAL = [  # kappa = 0.5 each: upload 0.25, download 0.25
+    (0, 1.0, 1.0, 1.25, 1.5),
+    (1, 2.0, 2.0, 2.25, 2.5),
+    (0, 2.5, 2.5, 2.75, 3.0),     # w0 (ready 2.5) before w2 (ready 3)
+    (2, 3.0, 3.0, 3.25, 3.5),     # the link frees exactly as w2 is ready
+    (0, 4.0, 4.0, 4.25, 4.5),
+    (1, 4.5, 4.5, 4.75, 5.0),
+    (0, 5.5, 5.5, 5.75, 6.0),
+    (2, 6.5, 6.5, 6.75, 7.0),
+    (0, 7.0, 7.0, 7.25, 7.5),     # w0 and w1 both ready at 7: lower index first
+    (1, 7.0, 7.5, 7.75, 8.0),     # w1 waits 0.5 for w0's exchange
 ]
-SHARED_UNEQUAL = [  # kappa = [0.5, 1, 2]: uploads [0.25, 0.5, 1], downloads [0.5, 1, 2]
-    (0, 1.0, 1.0, 1.25, 1.75),
-    (1, 2.0, 2.0, 2.5, 3.5),
-    (0, 2.75, 3.5, 3.75, 4.25),   # w0 (ready 2.75) waits for w1's download
-    (2, 3.0, 4.25, 5.25, 7.25),   # w2 (ready 3) queues behind w0
-    (0, 5.25, 7.25, 7.5, 8.0),    # w0 waits 2 for w2's long download
-    (1, 5.5, 8.0, 8.5, 9.5),
-    (0, 9.0, 9.5, 9.75, 10.25),
-    (2, 10.25, 10.25, 11.25, 13.25),  # ready as the link frees
-    (0, 11.25, 13.25, 13.5, 14.0),
-    (1, 11.5, 14.0, 14.5, 15.5),  # FIFO by ready time: w1 (11.5) after w0 (11.25)
+SHARED_UNEQUAL = [  # kappa = [0.5, 1, 2]: uploads and downloads [0.25, 0.5, 1]
+    (0, 1.0, 1.0, 1.25, 1.5),
+    (1, 2.0, 2.0, 2.5, 3.0),
+    (0, 2.5, 3.0, 3.25, 3.5),     # w0 (ready 2.5) waits for w1's download
+    (2, 3.0, 3.5, 4.5, 5.5),      # w2 (ready 3) queues behind w0
+    (0, 4.5, 5.5, 5.75, 6.0),     # w0 waits 1 for w2's long exchange
+    (1, 5.0, 6.0, 6.5, 7.0),
+    (0, 7.0, 7.0, 7.25, 7.5),
+    (0, 8.5, 8.5, 8.75, 9.0),     # w0 and w2 both ready at 8.5: lower index first
+    (2, 8.5, 9.0, 10.0, 11.0),
+    (1, 9.0, 11.0, 11.5, 12.0),   # FIFO by ready time: w1 waits 2 for w2
 ]
 # Parallel (today's model): the update is at ready + kappa_i, the worker restarts then, and
 # updates are served in update-time order.
@@ -197,7 +198,7 @@ def test_shared_link_is_one_fifo_resource(seed):
     free = 0.0
     for w, ready, start, update, restart in log:
         assert start == max(ready, free)  # waits only while the link is busy
-        assert update == start + kappa[w] / 2 and restart == update + kappa[w]
+        assert update == start + kappa[w] / 2 and restart == update + kappa[w] / 2
         free = restart
     # FIFO by ready time, ties by worker index (every ready time is known in advance here)
     assert [(r, w) for w, r, *_ in log] == sorted((r, w) for w, r, *_ in log)
@@ -224,7 +225,7 @@ def old_afedpg(eng):
         eng.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
         eng.staleness.append(k - version)
         opt.initialise(g) if k == 0 else opt.step(g)
-        eng.book.comm_bytes += 24 * eng.d
+        eng.book.comm_bytes += 16 * eng.d  # the one change: theta_tilde goes down, not 2d
         record = eng.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
                                  [[traj.ret] if i == w else [] for i in range(n)], opt.theta)
         record["staleness"] = eng.staleness[-1]

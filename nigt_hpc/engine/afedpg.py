@@ -4,9 +4,11 @@ Rank 0 is the server and samples nothing; ranks 1..n-1 are workers (global worke
 ``rank - 1``).  A worker samples one trajectory at its lookahead point
 ``theta_tilde = theta_k + ((1-eta)/eta)(theta_k - theta_{k-1})``, sends ``g_H`` (d floats)
 to the server, and waits for fresh parameters.  On every arrival the server updates at once,
-``d <- (1-eta) d + eta g``, ``theta_{k+1} = theta_k + alpha d/||d||``, and sends
-``(theta_{k+1}, theta_k)`` (2d floats) back to that worker only.  The per-gradient traffic
-is the point of the comparison: it is not batched.  One metrics record per server update.
+``d <- (1-eta) d + eta g``, ``theta_{k+1} = theta_k + alpha d/||d||``, and sends that
+worker's next lookahead point ``theta_tilde`` (d floats; computed on the server with the
+same ``extrapolate``, so the bits are the worker's own) back to that worker only.  The
+per-gradient traffic is the point of the comparison: it is not batched.  One metrics record
+per server update.
 
 Choices (inferred): constant eta and alpha (the delay-dependent schedule is unpublished);
 the first arrival is the initial direction ``d_0`` (round 0).
@@ -115,7 +117,7 @@ class AFedPGEngine:
 
     def _serve(self) -> None:
         d, opt, comm = self.d, self.opt, self.comm
-        params = [np.empty(2 + 2 * d) for _ in range(self.size)]
+        params = [np.empty(2 + d) for _ in range(self.size)]
         stop_msg = [np.zeros(2) for _ in range(self.size)]
         sends: list = [MPI.REQUEST_NULL] * self.size
         msgs = [np.empty(HDR + d) for _ in range(self.size)]
@@ -136,7 +138,7 @@ class AFedPGEngine:
             sends[j].Wait()  # the previous copy was received before this worker answered
             p = params[j]
             p[0], p[1] = 1.0, self.k
-            p[2 : 2 + d], p[2 + d :] = opt.theta, opt.theta_prev
+            extrapolate(opt.theta, opt.theta_prev, self.eta, p[2:])
             sends[j] = comm.Isend(p, dest=j, tag=TAG_PARAMS)
 
         def stop_all(signalled: bool) -> None:
@@ -225,7 +227,7 @@ class AFedPGEngine:
                 self.opt.initialise(g)  # d_0 (inferred: the first arrival)
             else:
                 self.opt.step(g)
-            self.book.comm_bytes += 8 * self.d + 16 * self.d  # g up, (theta, theta_prev) down
+            self.book.comm_bytes += 16 * self.d  # g up, theta_tilde down
             elapsed = self._elapsed()
             n = self.n
             rets = [[] for _ in range(n)]
@@ -279,7 +281,7 @@ class AFedPGEngine:
 
     def _work(self) -> None:
         d = self.d
-        params = np.empty(2 + 2 * d)
+        params = np.empty(2 + d)
         self._msg = np.empty(HDR + d)
         self._stop_sent = False
         # theta_tilde in one buffer on a cache line, as the kernels want theta (the outer
@@ -300,7 +302,7 @@ class AFedPGEngine:
         self.timers.add("wait", time.perf_counter() - t0)
         while params[0] == 1.0:
             version = params[1]
-            extrapolate(params[2 : 2 + d], params[2 + d :], self.eta, theta_tilde)
+            theta_tilde[:] = params[2:]
             reply = self.comm.Irecv(params, source=0, tag=TAG_PARAMS)
             steps0 = self.sampler.steps
             self.delay.begin()

@@ -19,8 +19,9 @@ with the server, and restarts with the freshest parameters; the server update ta
 
 * ``shared`` (default): the server has one link, a FIFO resource.  An exchange of worker i
   holds it for the gradient's upload, kappa_i / 2 (one d-vector; kappa_i is one d-vector
-  sent and one received, the unit an Allreduce is charged in), then the download of
-  (theta_{k+1}, theta_k), kappa_i (two d-vectors).  A worker whose gradient is ready waits
+  sent and one received, the unit an Allreduce is charged in), then the download of its
+  next theta_tilde, kappa_i / 2 (one d-vector), so an exchange holds it kappa_i, the
+  paper's kappa per server update.  A worker whose gradient is ready waits
   for the link (FIFO by ready time, ties by worker index), the server updates when the
   upload ends, and the worker restarts when the download ends.
 * ``parallel``: every exchange costs kappa_i and overlaps the others (the server's link is
@@ -222,7 +223,7 @@ class SimEngine:
                 opt.initialise(g)  # d_0: the first arrival (as the MPI engine's server)
             else:
                 opt.step(g)
-            self.book.comm_bytes += 24 * self.d
+            self.book.comm_bytes += 16 * self.d  # g up, theta_tilde down
             self.now = t
             record = self.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
                                       [[traj.ret] if i == w else [] for i in range(n)],
