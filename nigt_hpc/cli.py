@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nigt-hpc", description="Distributed policy-gradient RL: Rennala/Malenia "
                 "NIGT and baselines over MPI, with numba kernels.")
     p.add_argument("--version", action="version", version=f"nigt_hpc {__version__}")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True,
+                           metavar="COMMAND")
 
     t = sub.add_parser("train", help="train (under mpiexec -n N: N ranks)")
     t.add_argument("config", nargs="?", help="TOML config; without it, the built-in "
@@ -137,6 +138,9 @@ def _fatal(exc: BaseException) -> None:
         mpi = sys.modules["mpi4py.MPI"]
         if mpi.Is_initialized() and not mpi.Is_finalized():
             rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+    from . import rundir
+
+    rundir.abandon()  # a run that wrote nothing yet leaves no directory behind
     # The one line first: MPI_Abort can end the job before the launcher has forwarded
     # everything a rank wrote, so the cause must not sit behind a long traceback.
     print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -148,16 +152,30 @@ def _fatal(exc: BaseException) -> None:
     os._exit(1)
 
 
+def _abandon() -> None:
+    if "nigt_hpc.rundir" in sys.modules:
+        sys.modules["nigt_hpc.rundir"].abandon()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit with its status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        if not argv:  # list the commands, then the one error line
+            parser.print_help()
+            sys.stdout.flush()
+            raise ConfigError("nigt-hpc: choose a COMMAND (train, simulate, check, report, "
+                              "bench); nigt-hpc COMMAND --help for its options")
+        args = parser.parse_args(argv)
         code = {"train": _train, "simulate": _simulate, "check": _check,
                 "report": _report, "bench": _bench}[args.command](args)
     except ConfigError as e:
+        _abandon()
         print(f"error: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
+        _abandon()
         code = 130
     except Exception as e:  # noqa: BLE001 - any failure must end every rank, not hang them
         _fatal(e)
