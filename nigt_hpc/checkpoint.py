@@ -181,7 +181,7 @@ def check_metrics(run_dir: str, state: dict) -> None:
     if size < offset:
         raise bad(f"is {size:,} bytes, shorter than the {offset:,} the checkpoint recorded "
                   "(cut or replaced after the checkpoint)")
-    lines, last = 0, b""
+    lines, line, cur = 0, b"", b""  # complete lines, the last of them, the partial one
     with rundir.open_nofollow(path, "rb") as fh:
         left = offset
         while left:
@@ -189,17 +189,24 @@ def check_metrics(run_dir: str, state: dict) -> None:
             if not chunk:
                 break
             left -= len(chunk)
-            lines += chunk.count(b"\n")
-            last = (last + chunk)[-4096:]
-    if offset and not last.endswith(b"\n"):
+            parts = chunk.split(b"\n")
+            if len(parts) > 1:
+                line = cur + parts[0] if len(parts) == 2 else parts[-2]
+                cur = parts[-1]
+                lines += len(parts) - 1
+            elif len(cur) > 1 << 26:
+                raise bad("holds a line longer than 64 MiB (not written by this package)")
+            else:
+                cur += chunk
+    if cur:
         raise bad(f"offset {offset:,} from the checkpoint is not at a line boundary")
     if lines != rnd + 1:
         raise bad(f"holds {lines} rounds before the checkpoint's offset; the checkpoint is "
                   f"after round {rnd} (expects {rnd + 1})")
     try:
-        rec = json.loads(last.splitlines()[-1])
+        rec = json.loads(line)
         ok = isinstance(rec, dict) and rec.get("round") == rnd
-    except (ValueError, IndexError):
+    except ValueError:
         ok = False
     if not ok:
         raise bad(f"line {lines} is not the record of round {rnd}")

@@ -194,6 +194,11 @@ def claim_run_dir(cfg: dict, out: str | None, force: bool, resume: str | None, r
     run_dir = resolve_run_dir(cfg, out)
     check_run_dir(run_dir, force)
     lock = rundir.RunLock(run_dir, create=True).acquire()
+    try:  # again under the lock: a job that ended meanwhile may have filled it
+        check_run_dir(run_dir, force)
+    except ConfigError:
+        lock.release(abandoned=True)
+        raise
     return run_dir, None, lock, uuid.uuid4().hex, None
 
 

@@ -457,3 +457,18 @@ def test_enospc_at_the_final_checkpoint_through_the_cli(tmp_path):
         "device"
     assert sorted(os.listdir(out)) == ["config.toml", "metrics.jsonl"]  # no temp, no lock
     assert len(rows(out)) == 3
+
+
+def test_metrics_check_reads_long_lines_across_chunks(tmp_path):
+    """Records longer than the 1 MiB read chunk (many workers) still count as whole lines."""
+    from nigt_hpc import checkpoint
+    from nigt_hpc.config import ConfigError
+
+    recs = [json.dumps({"round": r, "pad": "x" * 1_500_000}) + "\n" for r in range(3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(recs) + '{"round": 3}\n')
+    offset = sum(map(len, recs))
+    checkpoint.check_metrics(str(tmp_path), {"metrics_offset": offset, "round": 2})
+    with pytest.raises(ConfigError, match="holds 3 rounds"):
+        checkpoint.check_metrics(str(tmp_path), {"metrics_offset": offset, "round": 3})
+    with pytest.raises(ConfigError, match="line boundary"):
+        checkpoint.check_metrics(str(tmp_path), {"metrics_offset": offset - 1, "round": 2})
