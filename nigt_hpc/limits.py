@@ -12,10 +12,12 @@ from .config import ConfigError
 # aligned copies in the sampler, g_one, the local sum, the Allreduce buffer (and MPI's own
 # copy of it), theta_tilde, the checkpoint's copies and theta.npy's
 D_COPIES = 14
-# 64-bit words one env step of the horizon may occupy: the episode's obs, stored actions,
-# log pi, noise and reward rows, and the matrix-form gradient's per-step activations and
-# their derivatives (about three rows of every layer)
+
+
 def _step_words(sizes, act_dim: int) -> int:
+    """Return the 64-bit words one env step of the horizon may occupy: the episode's obs,
+    stored actions, log pi, noise and reward rows, and the matrix-form gradient's per-step
+    activations and their derivatives (about three rows of every layer)."""
     return int(sizes[0]) + 3 * act_dim + 3 + 3 * int(sum(int(s) for s in sizes))
 
 

@@ -83,7 +83,7 @@ def start(n, out, *args, cwd):
         cmd = [mpiexec(), "-n", str(n)] + cmd
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
+    deadline = time.time() + 240  # a cold numba cache compiles for a minute or more
     while time.time() < deadline and p.poll() is None:
         m = out / "metrics.jsonl"
         if m.exists() and m.read_text().count("\n") >= 3:
