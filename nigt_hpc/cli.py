@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nigt-hpc", description="Distributed policy-gradient RL: Rennala/Malenia "
                 "NIGT and baselines over MPI, with numba kernels.")
     p.add_argument("--version", action="version", version=f"nigt_hpc {__version__}")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True,
+                           metavar="COMMAND")
 
     t = sub.add_parser("train", help="train (under mpiexec -n N: N ranks)")
     t.add_argument("config", nargs="?", help="TOML config; without it, the built-in "
@@ -149,6 +150,9 @@ def _fatal(exc: BaseException, code: int = 1) -> None:
         mpi = sys.modules["mpi4py.MPI"]
         if mpi.Is_initialized() and not mpi.Is_finalized():
             rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+    from . import rundir
+
+    rundir.abandon()  # a run that wrote nothing yet leaves no directory behind
     if isinstance(exc, SystemExit):  # sys.exit() inside an env or callback: never success
         what = f"SystemExit({exc.code!r}) was raised while running (by the environment?)"
     elif isinstance(exc, KeyboardInterrupt):
@@ -167,13 +171,26 @@ def _fatal(exc: BaseException, code: int = 1) -> None:
     os._exit(code)
 
 
+def _abandon() -> None:
+    if "nigt_hpc.rundir" in sys.modules:
+        sys.modules["nigt_hpc.rundir"].abandon()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; exit with its status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        if not argv:  # list the commands, then the one error line
+            parser.print_help()
+            sys.stdout.flush()
+            raise ConfigError("nigt-hpc: choose a COMMAND (train, simulate, check, report, "
+                              "bench); nigt-hpc COMMAND --help for its options")
+        args = parser.parse_args(argv)
         code = {"train": _train, "simulate": _simulate, "check": _check,
                 "report": _report, "bench": _bench}[args.command](args)
     except ConfigError as e:
+        _abandon()
         print(f"error: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt as e:  # a real Ctrl-C before the stop handlers are installed

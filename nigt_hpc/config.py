@@ -7,8 +7,8 @@ what is allowed; the CLI prints it as one ``error:`` line and exits with status 
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -40,21 +40,36 @@ class Field:
     le: float | None = None
     choices: tuple | None = None
     help: str = ""
+    finite: bool = True  # inf rejected too (nan always is)
 
 
 F = Field
+# Upper bounds: counters stay below 2**53 so metrics.jsonl (JSON numbers, read as doubles)
+# holds them exactly; seeds stay within int64 so any TOML reader can hold config.toml.
+EXACT = 2**53
+INT64 = 2**63 - 1
 SCHEMA: dict[str, dict[str, Field]] = {
     "run": {
-        "seed": F(0, "int", ge=0, help="base seed; every worker and episode derives its own"),
+        "seed": F(0, "int", ge=0, le=INT64,
+                  help="base seed; every worker and episode derives its own"),
         "out": F("", "str", help="run directory; empty = runs/<timestamp>"),
-        "max_rounds": F(500, "int", ge=0, help="stop after this many rounds (0 = no limit)"),
-        "max_env_steps": F(0, "int", ge=0, help="stop after this many env steps (0 = none)"),
-        "max_time_s": F(0.0, "float", ge=0, help="stop after this many seconds (0 = none)"),
-        "target_return": F(math.inf, "float", help="stop once the windowed mean reaches it"),
-        "target_window": F(20, "int", ge=1, help="episodes in the target mean"),
-        "checkpoint_every_s": F(60.0, "float", ge=0, help="seconds between checkpoints"),
-        "progress_every_s": F(2.0, "float", ge=0, help="seconds between status lines"),
-        "max_nonfinite": F(10, "int", ge=0, help="non-finite gradients tolerated per run"),
+        "max_rounds": F(500, "int", ge=0, le=EXACT,
+                        help="stop after this many rounds (0 = no limit)"),
+        "max_env_steps": F(0, "int", ge=0, le=EXACT,
+                           help="stop after this many env steps (0 = none)"),
+        # 1e9 s is 31 years: any larger value (or inf) only hides a typo
+        "max_time_s": F(0.0, "float", ge=0, le=1e9, help="stop after this many seconds "
+                        "(0 = none)"),
+        "target_return": F(math.inf, "float", finite=False,
+                           help="stop once the windowed mean reaches it (inf = never)"),
+        # the window of every worker rides in each round's Allreduce (also checked against
+        # the machine's memory, limits.py)
+        "target_window": F(20, "int", ge=1, le=10**7, help="episodes in the target mean"),
+        "checkpoint_every_s": F(60.0, "float", ge=0, le=1e9,
+                                help="seconds between checkpoints"),
+        "progress_every_s": F(2.0, "float", ge=0, le=1e9, help="seconds between status lines"),
+        "max_nonfinite": F(10, "int", ge=0, le=EXACT,
+                           help="non-finite gradients tolerated per run"),
         "trace": F(False, "bool", help="write trace.json (Chrome/Perfetto timeline)"),
         "watchdog_s": F(0.0, "float", ge=0, le=7 * 86400.0,
                         help="end the job when a rank has not reached a round's end for this "
@@ -66,7 +81,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "env": {
         "id": F("CartPole-v1", "str", help="gymnasium id, or module:Env-v0"),
         "backend": F("auto", "str", choices=("auto", "compiled", "direct", "gymnasium")),
-        "horizon": F(500, "int", ge=1, help="H, the truncation horizon of g_H"),
+        # H rows of buffers are allocated up front (also checked against memory, limits.py)
+        "horizon": F(500, "int", ge=1, le=10**9, help="H, the truncation horizon of g_H"),
         "gamma": F(0.99, "float", gt=0, le=1),
         "kwargs": F({}, "table", help="passed to gymnasium.make"),
         "heterogeneity": F("none", "str", choices=("none", "negate_obs", "per_worker")),
@@ -74,32 +90,38 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "policy": {
         "kind": F("linear", "str", choices=("linear", "mlp")),
-        "hidden": F([64, 64], "list_int", ge=1),
+        # units per layer; d follows from them (checked against memory, limits.py)
+        "hidden": F([64, 64], "list_int", ge=1, le=2**20),
         "head": F("auto", "str", choices=("auto", "softmax", "gaussian_softplus",
                                           "gaussian_logstd")),
         "squash": F(True, "bool", help="a = center + scale * tanh(u) (paper); else clip"),
-        "init_log_std": F(-0.5, "float"),
-        "init_seed": F(-1, "int", ge=-1, help="seed of theta_0; -1 = run.seed"),
+        # std = exp(log_std): beyond +-20 the noise is 2e-9 or 5e8 times the action scale
+        "init_log_std": F(-0.5, "float", ge=-20, le=20),
+        "init_seed": F(-1, "int", ge=-1, le=INT64, help="seed of theta_0; -1 = run.seed"),
     },
     "algo": {
         "name": F("rennala_nigt", "str", choices=ALGORITHMS),
-        "M": F(30, "int", ge=1, help="gradients per round"),
-        "M_init": F(30, "int", ge=1, help="gradients for the initial direction d_0"),
+        # a round ends only once M gradients are in: 1e7 trajectories is already days
+        "M": F(30, "int", ge=1, le=10**7, help="gradients per round"),
+        "M_init": F(30, "int", ge=1, le=10**7, help="gradients for the initial direction d_0"),
         "eta": F(0.1, "float", gt=0, le=1, help="NIGT momentum"),
-        "alpha": F(0.01, "float", gt=0, help="NIGT step length"),
-        "lr": F(0.01, "float", gt=0, help="step size of the plain PG baselines"),
-        "B": F(0, "int", ge=0, help="sync: gradients per worker per round; 0 = ceil(M/n)"),
+        # step sizes beyond 1e6 only overflow theta
+        "alpha": F(0.01, "float", gt=0, le=1e6, help="NIGT step length"),
+        "lr": F(0.01, "float", gt=0, le=1e6, help="step size of the plain PG baselines"),
+        "B": F(0, "int", ge=0, le=10**7,
+               help="sync: gradients per worker per round; 0 = ceil(M/n)"),
         "reuse_stale": F(False, "bool"),
-        "is_clip": F(1.0, "float", gt=0, help="c-bar, truncation of importance ratios"),
+        "is_clip": F(1.0, "float", gt=0, le=1e6, help="c-bar, truncation of importance ratios"),
     },
     "delays": {
         "compute": F("none", "str", choices=("none", "const", "sqrt", "linear", "exp",
                                              "from_list")),
-        "compute_list": F([], "list_float", ge=0),
-        "compute_unit_s": F(0.0, "float", ge=0),
+        # factors times a unit of at most an hour: larger emulated delays only hang a job
+        "compute_list": F([], "list_float", ge=0, le=1e6),
+        "compute_unit_s": F(0.0, "float", ge=0, le=3600),
         "comm": F("none", "str", choices=("none", "const", "sqrt", "sqrt_d14", "from_list")),
-        "comm_list": F([], "list_float", ge=0),
-        "comm_unit_s": F(0.0, "float", ge=0),
+        "comm_list": F([], "list_float", ge=0, le=1e6),
+        "comm_unit_s": F(0.0, "float", ge=0, le=3600),
         "per": F("step", "str", choices=("step", "trajectory"),
                  help="real ranks: h_i * compute_unit_s is slept per env step, or per "
                  "trajectory (the paper's model; what simulate's default charges)"),
@@ -108,10 +130,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
                               "worker pays kappa_i in parallel"),
     },
     "mpi": {
-        "poll_every_steps": F(64, "int", ge=1),
+        "poll_every_steps": F(64, "int", ge=1, le=10**9),
     },
     "sim": {
-        "workers": F(10, "int", ge=1, help="n for nigt-hpc simulate (--workers overrides)"),
+        # one env and sampler per worker in one process (also checked against memory)
+        "workers": F(10, "int", ge=1, le=10**5,
+                     help="n for nigt-hpc simulate (--workers overrides)"),
         "time_model": F("trajectory", "str", choices=("trajectory", "step"),
                         help="a g_H costs h_i, or h_i per env step taken"),
     },
@@ -166,8 +190,8 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad
         v = float(v)
-        if math.isnan(v):
-            raise ConfigError(f"{name} must be a number, got nan")
+        if math.isnan(v) or (f.finite and math.isinf(v)):
+            raise ConfigError(f"{name} must be a finite number, got {v!r}")
         _check_number(name, v, f)
     elif want == "bool":
         if not isinstance(v, bool):
@@ -175,6 +199,7 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
     elif want == "str":
         if not isinstance(v, str):
             raise bad
+        _check_text(name, v)
         if f.choices and v not in f.choices:
             near = difflib.get_close_matches(v, f.choices, n=1, cutoff=0.5)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
@@ -182,11 +207,12 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
     elif want in ("list_int", "list_float"):
         if not isinstance(v, list):
             raise bad
-        item = Field(None, want[5:], ge=f.ge)
+        item = Field(None, want[5:], ge=f.ge, le=f.le)
         v = [_coerce(f"{name}[{i}]", x, item) for i, x in enumerate(v)]
     elif want == "table":
         if not isinstance(v, dict):
             raise bad
+        check_plain(name, v)
     elif want == "list_table":
         if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
             raise bad
@@ -196,7 +222,49 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
                     raise _unknown(f"{name}[{i}].{k}")
             if not isinstance(x.get("kwargs", {}), dict):
                 raise ConfigError(f"{name}[{i}].kwargs must be a table")
+            check_plain(f"{name}[{i}].kwargs", x.get("kwargs", {}))
     return v
+
+
+MAX_DEPTH = 16  # levels of tables and arrays inside a table value such as env.kwargs
+
+
+def _check_text(name: str, v: str) -> None:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} holds bytes that are not UTF-8 text (from the command "
+                          "line?); config.toml could not hold it") from None
+
+
+def check_plain(name: str, v: Any, depth: int = 0) -> None:
+    """Raise ConfigError, naming the key, unless ``v`` is TOML data that config.toml can
+    hold and read back unchanged: no dates or times, no nan, 64-bit integers, UTF-8 text,
+    at most MAX_DEPTH levels of nesting."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{name} nests deeper than {MAX_DEPTH} levels of tables/arrays")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_text(f"{name} key {k!r}", k)
+            check_plain(f"{name}.{k}", x, depth + 1)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            check_plain(f"{name}[{i}]", x, depth + 1)
+    elif isinstance(v, str):
+        _check_text(name, v)
+    elif isinstance(v, bool):
+        pass
+    elif isinstance(v, int):
+        if not -(2**63) <= v < 2**63:
+            raise ConfigError(f"{name} = {v} does not fit a 64-bit TOML integer")
+    elif isinstance(v, float):
+        if math.isnan(v):
+            raise ConfigError(f"{name} must be a number, got nan")
+    elif isinstance(v, (datetime.date, datetime.time)):
+        raise ConfigError(f"{name} = {v.isoformat()} is a TOML date/time, which the run "
+                          "cannot pass on or write back; quote it as a string")
+    else:
+        raise ConfigError(f"{name}: a {type(v).__name__} cannot be written to config.toml")
 
 
 def merge(cfg: dict, overrides: dict, where: str = "") -> dict:
@@ -229,6 +297,8 @@ def parse_set(item: str) -> dict:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # bare words such as Hopper-v4 or rennala_nigt
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value nests too deeply") from None
     return {parts[0]: {parts[1]: value}}
 
 
@@ -261,11 +331,37 @@ def load(path: str | None, sets: list[str] = ()) -> dict:
             raise ConfigError(f"config file {path!r} is not valid TOML: {e}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path!r} is not UTF-8 text") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path!r} nests tables/arrays too deeply") from None
         merge(cfg, data)
     for item in sets:
         merge(cfg, parse_set(item))
     check_consistency(cfg)
+    check_round_trip(cfg)
     return cfg
+
+
+def load_meta(path: str) -> dict:
+    """Return the ``[meta]`` section of a run's config.toml (empty if it has none)."""
+    try:
+        with open(path, "rb") as fh:
+            meta = tomllib.load(fh).get(META_SECTION, {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: cannot read its [meta] ({type(e).__name__})") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def check_round_trip(cfg: dict) -> None:
+    """Raise ConfigError, naming the key, if config.toml could not hold ``cfg`` exactly."""
+    try:
+        back = tomllib.loads(dumps(cfg))
+    except (tomllib.TOMLDecodeError, TypeError, RecursionError) as e:
+        raise ConfigError(f"the config cannot be written to config.toml ({e})") from None
+    for section, body in cfg.items():
+        for key, value in body.items():
+            if back.get(section, {}).get(key) != value:
+                raise ConfigError(f"{section}.{key} = {value!r} would not read back from "
+                                  "config.toml unchanged")
 
 
 def check_consistency(cfg: dict) -> None:
@@ -287,6 +383,16 @@ def check_consistency(cfg: dict) -> None:
 # ------------------------------------------------------------------------------ TOML output
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+            "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(s: str) -> str:
+    """Return ``s`` as a TOML basic string (JSON's escapes differ for DEL and non-BMP)."""
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
+                                             else c) for c in s) + '"'
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -297,11 +403,11 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}"
+        return "{" + ", ".join(f"{_toml_string(str(k))} = {_toml_value(x)}"
                                for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 

@@ -8,14 +8,23 @@ import os
 import sys
 import time
 
+from .rundir import open_nofollow, write_text
+
 
 class RunOutput:
     """Writes one flushed JSON line per round (nothing is lost on a kill) and, unless
-    ``quiet``, a status line every ``progress_every_s`` seconds."""
+    ``quiet``, a status line every ``progress_every_s`` seconds.
 
-    def __init__(self, run_dir: str, quiet: bool, progress_every_s: float, stream=None):
+    metrics.jsonl is opened (without following a symlink) at the first record, after
+    ``before_open()`` (which writes config.toml): a run that fails before its first round
+    leaves no run files behind, so a rerun needs no ``--force``.
+    """
+
+    def __init__(self, run_dir: str, quiet: bool, progress_every_s: float, stream=None,
+                 before_open=None):
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        self.fh = open(self.path, "a", encoding="utf-8")
+        self.fh = None
+        self.before_open = before_open
         self.quiet = quiet
         self.every = progress_every_s
         self.stream = stream or sys.stdout
@@ -25,6 +34,7 @@ class RunOutput:
 
     def on_round(self, record: dict) -> None:
         """Append ``record`` to metrics.jsonl; print a status line when one is due."""
+        self.open()
         self.fh.write(json.dumps(record) + "\n")
         self.fh.flush()
         self.last = record
@@ -35,9 +45,17 @@ class RunOutput:
             self.stream.write(status_line(shown) + "\n")
             self.stream.flush()
 
+    def open(self) -> None:
+        """Write the run's first files (``before_open``) and open metrics.jsonl, once."""
+        if self.fh is None:
+            if self.before_open is not None:
+                self.before_open()
+            self.fh = open_nofollow(self.path, "a")
+
     def close(self) -> None:
-        """Flush and close metrics.jsonl."""
-        self.fh.close()
+        """Flush and close metrics.jsonl (if a round was written)."""
+        if self.fh is not None:
+            self.fh.close()
 
 
 def _fmt(x, spec=".1f") -> str:
@@ -57,9 +75,5 @@ def status_line(rec: dict) -> str:
 
 
 def write_json(path: str, obj) -> None:
-    """Write ``obj`` as JSON atomically (temp file, then os.replace)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON atomically, following no symlink (rundir.write_atomic)."""
+    write_text(path, json.dumps(obj, indent=1) + "\n")

@@ -8,10 +8,11 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 
-from . import __version__, config, envs, kernels
+from . import __version__, config, envs, kernels, limits, rundir
 from .config import ConfigError
 from .policy import make_spec
 from .rollout import Sampler
@@ -57,14 +58,16 @@ def resolve_run_dir(cfg: dict, out: str | None) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         env_tag = cfg["env"]["id"].split(":")[-1].replace("/", "_")
         path = os.path.join(DEFAULT_RUNS, f"{stamp}-{cfg['algo']['name']}-{env_tag}")
+    rundir.check_path(path, "run directory")
     return path
 
 
 def check_run_dir(path: str, force: bool) -> None:
-    """Raise ConfigError if ``path`` holds anything and ``force`` is not given."""
+    """Raise ConfigError if ``path`` holds anything (a stale lock aside) and ``force`` is not
+    given."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"run directory {path!r} exists and is not a directory")
-    if os.path.isdir(path) and os.listdir(path) and not force:
+    if os.path.isdir(path) and any(map(rundir.is_run_file, os.listdir(path))) and not force:
         raise ConfigError(f"run directory {path!r} already exists and is not empty; "
                           "choose another --out, or pass --force to overwrite its run files")
 
@@ -143,7 +146,10 @@ def resolve_resume(run_dir: str, config_path: str | None, sets: list[str]) -> di
     """Return the config of a resumed run: the run's own, with only limits changed."""
     from . import checkpoint
 
+    rundir.check_path(run_dir, "--resume")
     own = os.path.join(run_dir, "config.toml")
+    if os.path.islink(own):
+        raise ConfigError(f"--resume {run_dir!r}: config.toml is a symbolic link; refusing it")
     if not os.path.isfile(own):
         raise ConfigError(f"--resume {run_dir!r}: no config.toml in it (not a run directory?)")
     old = config.load(own)
@@ -155,6 +161,45 @@ def resolve_resume(run_dir: str, config_path: str | None, sets: list[str]) -> di
                           "a resumed run may change only limits ("
                           + ", ".join(sorted(checkpoint.RESUMABLE_KEYS)) + ")")
     return new
+
+
+def claim_run_dir(cfg: dict, out: str | None, force: bool, resume: str | None, ranks: int,
+                  d: int) -> tuple:
+    """Return (run_dir, checkpoint or None, lock, run id, finished message or None), with
+    the run directory locked for this job; on rank 0, before anything is written.
+
+    A resume is validated here in full (run id, checkpoint structure, metrics.jsonl); a
+    run already finished under the new limits holds the lock only to read it.
+    """
+    from . import checkpoint
+
+    if resume:
+        lock = rundir.RunLock(resume).acquire()
+        try:
+            arrays, state = checkpoint.load(resume)
+            run_id = config.load_meta(os.path.join(resume, "config.toml")).get("run_id")
+            checkpoint.validate(arrays, state, algo=cfg["algo"]["name"], ranks=ranks, d=d,
+                                run_id=run_id, window=cfg["run"]["target_window"],
+                                run_dir=resume)
+            checkpoint.check_metrics(resume, state)
+        except BaseException:
+            lock.release()
+            raise
+        done = checkpoint.finished(state, cfg)
+        if done:
+            lock.release()
+            done = (f"nigt-hpc train: {resume} is already finished ({done} after round "
+                    f"{state['round']}); nothing to do: raise that limit to continue")
+        return resume, (arrays, state), lock, run_id, done
+    run_dir = resolve_run_dir(cfg, out)
+    check_run_dir(run_dir, force)
+    lock = rundir.RunLock(run_dir, create=True).acquire()
+    try:  # again under the lock: a job that ended meanwhile may have filled it
+        check_run_dir(run_dir, force)
+    except ConfigError:
+        lock.release(abandoned=True)
+        raise
+    return run_dir, None, lock, uuid.uuid4().hex, None
 
 
 def train(cfg: dict, comm, out: str | None = None, force: bool = False,
@@ -171,31 +216,31 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     worker = rank - 1 if afedpg else rank  # AFedPG: rank 0 is the server
     err = None
     env = info = spec = None
+    hosts = comm.allgather(platform.node())
     try:
         check_rank_count(cfg, size)
         env, info, spec = build(cfg, max(worker, 0))
+        limits.check_memory(cfg, spec.sizes, spec.act_dim, spec.n_params,
+                            n_workers(cfg, size), procs=hosts.count(hosts[rank]))
     except ConfigError as e:
         err = str(e)
     err = agree(comm, err)
-    run_dir, ckpt = None, None
+    run_dir, ckpt, lock, run_id, done = None, None, None, None, None
     if err is None and rank == 0:
         try:
-            if resume:
-                run_dir = resume
-                arrays, state = checkpoint.load(run_dir)
-                checkpoint.check_compatible(state, arrays, size, spec.n_params,
-                                            cfg["algo"]["name"], run_dir)
-                ckpt = (arrays, state)
-            else:
-                run_dir = resolve_run_dir(cfg, out)
-                check_run_dir(run_dir, force)
+            run_dir, ckpt, lock, run_id, done = claim_run_dir(cfg, out, force, resume, size,
+                                                              spec.n_params)
         except ConfigError as e:
             err = str(e)
-    err, run_dir, ckpt = comm.bcast((err, run_dir, ckpt) if rank == 0 else None, root=0)
-    if err is not None:
+    err, run_dir, ckpt, done = comm.bcast((err, run_dir, ckpt, done) if rank == 0 else None,
+                                          root=0)
+    if err is not None or done is not None:
         if rank == 0:
-            print(f"error: {err}", file=sys.stderr)
-        return 2
+            print(done if err is None else f"error: {err}", file=sys.stderr if err else
+                  sys.stdout, flush=True)
+        if env is not None:
+            env.close()
+        return 2 if err is not None else 0
 
     stop_flag = StopFlag().install()
     timers = Timers()
@@ -204,25 +249,29 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     output = None
     if rank == 0:
-        if resume:
-            _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
-        else:
-            prepare_run_dir(run_dir, force)
-        meta = {"ranks": size, "workers": n_workers(cfg, size), "d": len(theta0),
-                **versions()}
+        meta = {"run_id": run_id, "ranks": size, "workers": n_workers(cfg, size),
+                "d": len(theta0), **versions()}
         if resume:
             meta["resumed_from_round"] = ckpt[1]["round"]
-        with open(os.path.join(run_dir, "config.toml"), "w", encoding="utf-8") as fh:
-            fh.write(config.dumps(cfg, meta))
-        output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"])
+
+        def begin() -> None:  # at the first round: a run failing before it leaves no files
+            if resume:
+                _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
+            else:
+                prepare_run_dir(run_dir, force)
+            rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
+
+        output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
         if not quiet:
             what = f"resuming after round {ckpt[1]['round']}" if resume else "run directory"
             print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
                   f"rank(s), d = {len(theta0)}, {what} {run_dir}", flush=True)
 
     def on_checkpoint(arrays: dict, state: dict) -> None:
+        output.open()
         output.fh.flush()
         state["metrics_offset"] = output.fh.tell()
+        state["run_id"] = run_id
         checkpoint.save(run_dir, arrays, state)
 
     sampler = None
@@ -246,11 +295,14 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
         output.close()
         write_json(os.path.join(run_dir, "profile.json"),
                    {"ranks": profiles, "wall_s": summary["wall_s"]})
-        np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
+        rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
+                            lambda fh: np.save(fh, summary["theta"]))
         if cfg["run"]["trace"]:
             write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
         if not quiet:
-            print(summary_text(summary, run_dir, profiles), flush=True)
+            before = ckpt[1]["book"]["env_steps"] if ckpt else None
+            print(summary_text(summary, run_dir, profiles, before), flush=True)
+        lock.release()
     if env is not None:
         env.close()
     return stop_flag.exit_status() if summary.get("signalled") else 0
@@ -269,17 +321,22 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     built = [build(cfg, w) for w in range(n)]
     spec = built[0][2]
     virtual_speeds(cfg, n, spec.n_params)  # ConfigError before anything is written
+    limits.check_memory(cfg, spec.sizes, spec.act_dim, spec.n_params, n, samplers=n)
     run_dir = resolve_run_dir(cfg, out)
     check_run_dir(run_dir, force)
+    lock = rundir.RunLock(run_dir, create=True).acquire()
     timers = Timers()
     timers.extra["compile_s"] = kernels.warmup()
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
-    prepare_run_dir(run_dir, force)
-    meta = {"engine": "sim", "workers": n, "d": len(theta0), **versions()}
-    with open(os.path.join(run_dir, "config.toml"), "w", encoding="utf-8") as fh:
-        fh.write(config.dumps(cfg, meta))
-    output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"])
+    meta = {"run_id": uuid.uuid4().hex, "engine": "sim", "workers": n, "d": len(theta0),
+            **versions()}
+
+    def begin() -> None:  # at the first round: a run failing before it leaves no files
+        prepare_run_dir(run_dir, force)
+        rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
+
+    output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
     if not quiet:
         print(f"nigt-hpc simulate: {cfg['algo']['name']} on {cfg['env']['id']}, {n} virtual "
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
@@ -293,7 +350,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
                {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": max_rss_mb()}],
                 "wall_s": summary["wall_s"],
                 "virtual_s": summary["virtual_s"]})
-    np.save(os.path.join(run_dir, "theta.npy"), summary["theta"])
+    rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
+                        lambda fh: np.save(fh, summary["theta"]))
+    lock.release()
     if not quiet:
         print(f"done: {summary['stop_reason']} after {summary['rounds']} rounds, "
               f"{summary['virtual_s']:.4g} virtual s, {summary['env_steps']:,} env steps in "
@@ -305,8 +364,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
 
 
 def _truncate(path: str, offset: int) -> None:
-    """Cut ``path`` back to ``offset`` bytes: rounds after the checkpoint are redone."""
-    with open(path, "r+b") as fh:
+    """Cut ``path`` back to ``offset`` bytes (never more than its size, checked on resume):
+    rounds after the checkpoint are redone."""
+    with rundir.open_nofollow(path, "r+b") as fh:
         fh.truncate(offset)
 
 
@@ -320,14 +380,21 @@ def trace_document(traces: list) -> dict:
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def summary_text(s: dict, run_dir: str, profiles: list) -> str:
-    """Return the final summary printed by rank 0."""
-    rate = s["env_steps"] / s["wall_s"] if s["wall_s"] > 0 else 0.0
+def summary_text(s: dict, run_dir: str, profiles: list, steps_before: int | None = None) -> str:
+    """Return the final summary printed by rank 0.
+
+    After a resume (``steps_before``: the checkpoint's env steps) the totals are the run's,
+    the seconds and the rate this job's own: its steps over its time.
+    """
+    own = s["env_steps"] - (steps_before or 0)
+    rate = own / s["wall_s"] if s["wall_s"] > 0 else 0.0
     win = "-" if s["return_window"] is None else f"{s['return_window']:.1f}"
     compile_s = max(p.get("compile_s", 0.0) for p in profiles)
+    job = "" if steps_before is None else f" ({own:,} of them in this job)"
     return (f"{'stopped' if s.get('signalled') else 'done'}: {s['stop_reason']} after "
             f"{s['rounds']} rounds, {s['env_steps']:,} env "
-            f"steps, {s['episodes']:,} episodes in {s['wall_s']:.2f} s of training "
+            f"steps{job}, {s['episodes']:,} episodes in {s['wall_s']:.2f} s of training"
+            f"{' in this job' if job else ''} "
             f"({rate:,.0f} steps/s; kernel warm-up {compile_s:.2f} s excluded)\n"
             f"      mean return of the last episodes: {win}\n"
             f"      run directory: {run_dir}"
