@@ -3,6 +3,14 @@
 import os as _os
 
 __version__ = "0.3.1"
+__all__ = ["load", "__version__"]
+
+
+def load(run_dir: str):
+    """Return the policy a run delivered (``RUN_DIR/policy.npz``), ready to ``act``; no MPI."""
+    from .trained import load as _load
+
+    return _load(run_dir)
 
 # When installed, setup.py maps the repository's top-level ``kernels/`` folder to
 # ``nigt_hpc.kernels``.  When this package is imported straight from a source checkout

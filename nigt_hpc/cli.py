@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="treat RUN_DIRs as one scaling study; write scaling.csv and PNGs "
                    "into OUT_DIR")
 
+    e = sub.add_parser("eval", help="evaluation episodes of the policy a run delivered")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
+                   help="the most likely action (argmax, or the squashed mean; default)")
+    g.add_argument("--stochastic", dest="deterministic", action="store_false",
+                   help="sample actions as in training")
+    e.add_argument("--seed", type=int, default=0, help="first episode's env seed")
+    e.add_argument("--worker", type=int, default=0,
+                   help="whose environment, for heterogeneous runs (default 0)")
+    e.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
+
     b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
     b.add_argument("what", choices=["kernels", "envs", "comm"])
     b.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
@@ -137,6 +150,29 @@ def _report(args) -> int:
     return report.main(args.run_dirs, plot=args.plot, scaling_out=args.scaling)
 
 
+def _eval(args) -> int:
+    import json
+
+    from . import trained
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes {args.episodes}: must be >= 1")
+    if args.worker < 0:
+        raise ConfigError(f"--worker {args.worker}: must be >= 0")
+    policy = trained.load(args.run_dir)
+    stats = trained.evaluate(policy, args.episodes, args.deterministic, args.seed, args.worker)
+    kind = "deterministic" if args.deterministic else "stochastic"
+    print(f"{policy.env_id}: {stats['episodes']} {kind} episodes from seed {args.seed}: "
+          f"mean return {stats['mean_return']:.2f} (std {stats['std_return']:.2f}, "
+          f"min {stats['min_return']:.2f}, max {stats['max_return']:.2f}), mean length "
+          f"{stats['mean_length']:.1f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(stats, fh, indent=1)
+            fh.write("\n")
+    return 0
+
+
 def _bench(args) -> int:
     from . import bench
 
@@ -185,10 +221,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.print_help()
             sys.stdout.flush()
             raise ConfigError("nigt-hpc: choose a COMMAND (train, simulate, check, report, "
-                              "bench); nigt-hpc COMMAND --help for its options")
+                              "eval, bench); nigt-hpc COMMAND --help for its options")
         args = parser.parse_args(argv)
         code = {"train": _train, "simulate": _simulate, "check": _check,
-                "report": _report, "bench": _bench}[args.command](args)
+                "report": _report, "eval": _eval, "bench": _bench}[args.command](args)
     except ConfigError as e:
         _abandon()
         print(f"error: {e}", file=sys.stderr)

@@ -71,6 +71,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_nonfinite": F(10, "int", ge=0, le=EXACT,
                            help="non-finite gradients tolerated per run"),
         "trace": F(False, "bool", help="write trace.json (Chrome/Perfetto timeline)"),
+        "eval_episodes": F(10, "int", ge=0, le=10**6,
+                           help="deterministic episodes that choose the delivered policy "
+                           "(theta or theta_tilde); 0 = deliver theta unevaluated"),
         "watchdog_s": F(0.0, "float", ge=0, le=7 * 86400.0,
                         help="end the job when a rank has not reached a round's end for this "
                         "long; 0 = automatic (max(120 s, 10 x the longest round))"),

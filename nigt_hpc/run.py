@@ -12,14 +12,14 @@ import uuid
 
 import numpy as np
 
-from . import __version__, config, envs, kernels, limits, rundir
+from . import __version__, config, envs, kernels, limits, rundir, trained
 from .config import ConfigError
 from .policy import make_spec
 from .rollout import Sampler
 from .timers import Timers
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
-             "theta.npy")
+             "theta.npy", "policy.npz")
 DEFAULT_RUNS = "runs"
 
 
@@ -297,6 +297,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                    {"ranks": profiles, "wall_s": summary["wall_s"]})
         rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                             lambda fh: np.save(fh, summary["theta"]))
+        deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet)
         if cfg["run"]["trace"]:
             write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
         if not quiet:
@@ -352,6 +353,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
                 "virtual_s": summary["virtual_s"]})
     rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                         lambda fh: np.save(fh, summary["theta"]))
+    deliver(run_dir, engine.opt, spec, cfg, summary, n, quiet)
     lock.release()
     if not quiet:
         print(f"done: {summary['stop_reason']} after {summary['rounds']} rounds, "
@@ -361,6 +363,24 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     for env, _, _ in built:
         env.close()
     return 0
+
+
+def deliver(run_dir: str, opt, spec, cfg: dict, summary: dict, workers: int,
+            quiet: bool) -> None:
+    """Write policy.npz: the better of theta and theta_tilde by evaluation (trained.choose)."""
+    if summary.get("signalled"):  # a stop signal wants the job gone: no evaluation now
+        theta, choice = np.array(opt.theta), {"point": "theta", "evaluated": False}
+    else:
+        theta, choice = trained.choose(opt, spec, cfg, workers)
+    meta = {"rounds": summary["rounds"], "env_steps": summary["env_steps"],
+            "return_window": summary["return_window"], "workers": workers,
+            "versions": versions(), **choice}
+    trained.save(run_dir, theta, spec, cfg, meta)
+    if not quiet and choice["evaluated"]:
+        others = ", ".join(f"{k} {v:.1f}" for k, v in choice["eval_returns"].items())
+        print(f"      delivered policy: {choice['point']} (deterministic evaluation, "
+              f"{choice['eval_episodes']} episodes: {others}) -> {run_dir}/policy.npz",
+              flush=True)
 
 
 def _truncate(path: str, offset: int) -> None:

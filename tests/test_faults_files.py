@@ -136,7 +136,7 @@ def test_stale_lock_of_a_dead_job_is_taken_over(run, tmp_path):
     p = run_cli("train", "--out", fresh, *QUICK, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(fresh)) == ["checkpoint.npz", "config.toml", "metrics.jsonl",
-                                         "profile.json", "theta.npy"]
+                                         "policy.npz", "profile.json", "theta.npy"]
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def planted(run, tmp_path):
     symlinks to files outside it."""
     victims = []
     for name in ("checkpoint.npz.tmp.npz", "profile.json.tmp", "profile.json", "theta.npy",
-                 "config.toml.tmp"):
+                 "config.toml.tmp", "policy.npz"):
         v = tmp_path / f"victim_{name}"
         v.write_text("precious\n")
         victims.append(v)
@@ -160,7 +160,7 @@ def test_resume_replaces_symlinked_run_files_instead_of_writing_through(planted,
     p = run_cli("train", "--resume", run, "--set", "run.max_rounds=4", "--quiet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert all(v.read_text() == "precious\n" for v in victims)
-    for name in ("profile.json", "theta.npy", "checkpoint.npz", "config.toml"):
+    for name in ("profile.json", "theta.npy", "checkpoint.npz", "config.toml", "policy.npz"):
         assert os.path.isfile(run / name) and not os.path.islink(run / name)
     assert not [n for n in os.listdir(run) if n.startswith(".")]  # no temp file, no lock
 

@@ -1,0 +1,227 @@
+"""The policy a run delivers: one self-describing file, a loader, and evaluation episodes.
+
+``policy.npz`` in a run directory holds ``theta`` (the delivered point: the outer step's
+``theta``, not the sampling point ``theta_tilde``), and in one JSON document everything
+needed to act with it and to rebuild its environment: layer sizes, head, squash, the action
+centre and scale, the env id, kwargs, heterogeneity and horizon, the algorithm, round and
+versions.  :func:`load` reads it into a :class:`Policy`, which acts on one observation or a
+batch with numpy alone: no MPI, no numba compilation, nothing from the run but the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+
+from .config import ConfigError
+
+FILE = "policy.npz"
+FORMAT = 1
+SIGMA_MIN = 1e-6  # as the kernels' Gaussian heads (kernels.SIGMA_MIN)
+HEAD_NAMES = {0: "softmax", 1: "gaussian_softplus", 2: "gaussian_logstd"}
+
+
+EVAL_SEED = 10**9  # evaluation episodes use env seeds far from any training episode's
+
+
+def describe(spec, cfg: dict, meta: dict) -> dict:
+    """Return the JSON document of a policy file (everything but ``theta``)."""
+    return {"format": FORMAT, "sizes": [int(x) for x in spec.sizes],
+            "head": HEAD_NAMES[int(spec.head)], "squash": bool(spec.squash),
+            "act_dim": int(spec.act_dim), "a_center": np.asarray(spec.a_center).tolist(),
+            "a_scale": np.asarray(spec.a_scale).tolist(), "point": "theta",
+            "env": {k: cfg["env"][k] for k in ("id", "kwargs", "heterogeneity", "per_worker",
+                                               "horizon", "gamma")},
+            "algo": cfg["algo"]["name"], **meta}
+
+
+def save(run_dir: str, theta: np.ndarray, spec, cfg: dict, meta: dict) -> str:
+    """Write ``run_dir/policy.npz`` atomically (no symlink followed); return its path."""
+    from . import rundir
+
+    doc = describe(spec, cfg, meta)
+    path = os.path.join(run_dir, FILE)
+
+    def write(fh) -> None:
+        np.savez(fh, theta=np.asarray(theta, dtype=np.float64), policy_json=np.array(
+            json.dumps(doc)))
+
+    rundir.write_atomic(path, write)
+    return path
+
+
+class Policy:
+    """A trained policy: ``act(obs)`` for one observation or a batch (numpy only)."""
+
+    def __init__(self, theta: np.ndarray, doc: dict):
+        self.theta = np.asarray(theta, dtype=np.float64)
+        self.doc = doc
+        self.sizes = [int(x) for x in doc["sizes"]]
+        self.head = doc["head"]
+        self.squash = bool(doc["squash"])
+        self.a_center = np.asarray(doc["a_center"], dtype=np.float64)
+        self.a_scale = np.asarray(doc["a_scale"], dtype=np.float64)
+        self.discrete = self.head == "softmax"
+        self.obs_dim = self.sizes[0]
+        n = sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        if self.head == "gaussian_logstd":
+            n += self.sizes[-1]
+        if self.theta.shape != (n,):
+            raise ConfigError(f"{FILE}: theta has {self.theta.size} entries, the layout "
+                              f"{self.sizes} with a {self.head} head needs {n}")
+
+    @property
+    def env_id(self) -> str:
+        """Return the gymnasium id of the environment the policy was trained on."""
+        return self.doc["env"]["id"]
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """Return the network's last affine layer for a batch ``x`` of shape (B, obs_dim)."""
+        p = 0
+        L = len(self.sizes) - 1
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            W = self.theta[p : p + n_in * n_out].reshape(n_in, n_out)
+            b = self.theta[p + n_in * n_out : p + n_in * n_out + n_out]
+            x = x @ W + b
+            if i < L - 1:
+                x = np.tanh(x)
+            p += n_in * n_out + n_out
+        return x
+
+    def act(self, obs, deterministic: bool = True, rng: np.random.Generator | None = None):
+        """Return the env action for ``obs`` (shape (obs_dim,) or (B, obs_dim)).
+
+        Deterministic: the most likely action (argmax for softmax, the squashed mean for a
+        Gaussian).  Stochastic: a sample, as in training, from ``rng``.
+        """
+        x = np.asarray(obs, dtype=np.float64)
+        single = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.shape[1] != self.obs_dim:
+            raise ValueError(f"observation has {x.shape[1]} entries, the policy takes "
+                             f"{self.obs_dim}")
+        z = self._logits(x)
+        rng = rng if rng is not None else np.random.default_rng()
+        if self.discrete:
+            if deterministic:
+                a = np.argmax(z, axis=1)
+            else:
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                cdf = np.cumsum(e / e.sum(axis=1, keepdims=True), axis=1)
+                a = np.minimum((cdf < rng.random((len(z), 1))).sum(axis=1), z.shape[1] - 1)
+            return int(a[0]) if single else a
+        k = len(self.a_center)
+        u = z[:, :k].copy()
+        if not deterministic:
+            if self.head == "gaussian_softplus":
+                sig = np.logaddexp(0.0, z[:, k : 2 * k]) + SIGMA_MIN
+            else:
+                sig = np.exp(self.theta[-self.sizes[-1] :][:k])
+            u = u + sig * rng.standard_normal(u.shape)
+        if self.squash:
+            a = self.a_center + self.a_scale * np.tanh(u)
+        else:
+            a = np.clip(u, self.a_center - self.a_scale, self.a_center + self.a_scale)
+        return a[0] if single else a
+
+
+def load(run_dir: str) -> Policy:
+    """Return the policy a run delivered (``RUN_DIR/policy.npz``); ConfigError if absent."""
+    path = run_dir if run_dir.endswith(".npz") else os.path.join(run_dir, FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{run_dir!r}: no {FILE} (is it a run directory of nigt_hpc "
+                          ">= 0.4 that finished or was stopped?)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            theta = z["theta"]
+            doc = json.loads(str(z["policy_json"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path!r}: not a readable policy file ({type(e).__name__})") \
+            from None
+    if doc.get("format") != FORMAT:
+        raise ConfigError(f"{path!r}: policy format {doc.get('format')!r}, this version reads "
+                          f"{FORMAT}")
+    return Policy(theta, doc)
+
+
+def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = None):
+    """Return the policy's environment (as worker ``worker`` saw it) through gymnasium."""
+    from . import config, envs
+
+    cfg = config.defaults()
+    for k, v in policy.doc["env"].items():
+        cfg["env"][k] = v
+    cfg["env"]["backend"] = "gymnasium"  # the compiled fast paths match it bit for bit
+    if render_mode is not None:
+        cfg["env"]["kwargs"] = {**cfg["env"]["kwargs"], "render_mode": render_mode}
+    return envs.make_env(cfg, worker)
+
+
+def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, seed: int = 0,
+             worker: int = 0, env=None) -> dict:
+    """Return evaluation statistics of ``episodes`` episodes (seeds ``seed``, ``seed+1``...),
+    each cut at the training horizon H, as the training returns are."""
+    own = env is None
+    env = env if env is not None else make_eval_env(policy, worker)
+    horizon = int(policy.doc["env"]["horizon"])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))
+    returns, lengths = [], []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, t = 0.0, 0
+            while t < horizon:
+                obs, r, term, trunc, _ = env.step(policy.act(obs, deterministic, rng))
+                total += float(r)
+                t += 1
+                if term or trunc:
+                    break
+            returns.append(total)
+            lengths.append(t)
+    finally:
+        if own:
+            env.close()
+    r = np.asarray(returns)
+    return {"episodes": episodes, "deterministic": deterministic, "seed": seed,
+            "worker": worker, "env_id": policy.env_id, "mean_return": float(r.mean()),
+            "std_return": float(r.std()), "min_return": float(r.min()),
+            "max_return": float(r.max()), "returns": returns, "lengths": lengths,
+            "mean_length": float(np.mean(lengths)) if lengths else math.nan}
+
+
+def choose(opt, spec, cfg: dict, workers: int) -> tuple[np.ndarray, dict]:
+    """Return (the point to deliver, what its choice measured).
+
+    Training returns are measured at the sampling point ``theta_tilde``, extrapolated
+    ``(1-eta)/eta`` steps past ``theta``; the outer step's ``theta`` is a different policy,
+    and on CartPole it evaluated far below the training window.  So both are evaluated
+    (``run.eval_episodes`` deterministic episodes each, on seeds no training episode used,
+    on every worker's env when the workers' envs differ), and the better mean is delivered;
+    a tie keeps ``theta``.  Plain PG has one point.  ``run.eval_episodes = 0`` delivers
+    ``theta`` unevaluated.
+    """
+    from .nigt import extrapolate
+
+    episodes = cfg["run"]["eval_episodes"]
+    points = {"theta": np.array(opt.theta)}
+    if hasattr(opt, "theta_prev"):
+        points["theta_tilde"] = extrapolate(opt.theta, opt.theta_prev, opt.eta,
+                                            np.empty_like(opt.theta))
+    if episodes == 0:
+        return points["theta"], {"point": "theta", "evaluated": False}
+    envs_of = range(workers) if cfg["env"]["heterogeneity"] != "none" else [0]
+    seed = EVAL_SEED + 10_000 * cfg["run"]["seed"]
+    doc = describe(spec, cfg, {})
+    scores = {}
+    for name, theta in points.items():
+        means = [evaluate(Policy(theta, doc), episodes, True, seed, w)["mean_return"]
+                 for w in envs_of]
+        scores[name] = float(np.mean(means))
+    best = max(scores, key=lambda k: (scores[k], k == "theta"))
+    return points[best], {"point": best, "evaluated": True, "eval_episodes": episodes,
+                          "eval_seed": seed, "eval_workers": list(envs_of),
+                          "eval_return": scores[best], "eval_returns": scores}
