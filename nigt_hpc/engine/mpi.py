@@ -5,7 +5,8 @@ A round (ALGORITHMS sections 2-4):
 1. every rank computes ``theta_tilde`` from its replicated NIGT state (no broadcast);
 2. it samples trajectories at ``theta_tilde`` and adds each accepted ``g_H`` to a local sum;
 3. the rule decides acceptance and the end of the round through the control plane
-   (Rennala: an RMA counter; Malenia: Isend/Irecv counts to rank 0; sync: none);
+   (Rennala: an RMA counter or messages to rank 0, ``mpi.control`` and planes.py;
+   Malenia: Isend/Irecv counts to rank 0; sync: none);
 4. a rank learns of the end within one poll interval (``mpi.poll_every_steps`` env steps,
    or one slice of an emulated-delay sleep) and abandons, or with ``algo.reuse_stale``
    keeps, its in-flight trajectory;
@@ -26,7 +27,8 @@ from ..delays import Delay, comm_factors, compute_factors
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_optimizer
-from .control import MaleniaCoordinator, RMACounter, StopListener
+from .control import MaleniaCoordinator, StopListener
+from .planes import make_plane
 
 RULES = {"sync_nigt": "sync", "sync_pg": "sync", "rennala_nigt": "rennala",
          "rennala_pg": "rennala", "malenia_nigt": "malenia"}
@@ -70,8 +72,11 @@ class MPIEngine:
         dl = cfg["delays"]
         self.delay = Delay(self.h[self.rank] * dl["compute_unit_s"])
         self.comm_delay_s = self.kappa[self.rank] * dl["comm_unit_s"]
-        self.counter = RMACounter(comm) if self.rule == "rennala" else None
-        self.base = 0  # the Rennala counter's value when this round began
+        self.plane, self.control_probe_s = None, None  # Rennala's control plane
+        self.control_name = {"sync": "none", "malenia": "malenia"}.get(self.rule)
+        if self.rule == "rennala":
+            self.plane, self.control_probe_s = make_plane(cfg, comm, self.d)
+            self.control_name = self.plane.name
         if self.rule == "malenia":
             self.ctl = (MaleniaCoordinator(comm, self.n, self.M) if self.rank == 0
                         else StopListener(comm))
@@ -80,23 +85,37 @@ class MPIEngine:
 
     # ------------------------------------------------------------------ control plane
 
+    @property
+    def base(self) -> int:
+        """The RMA counter's value when this round began (0 without one)."""
+        return self.plane.base if self.plane is not None else 0
+
+    @base.setter
+    def base(self, value: int) -> None:
+        # a resumed run opens a new counter window, which starts at 0 whatever the
+        # checkpoint's base was, so the restored value must not move the new base
+        pass
+
     def _round_over(self, M: int) -> bool:
         """Return whether this round has ended (one control-plane read)."""
         t0 = time.perf_counter()
-        if self.rule == "rennala":
-            over = self.counter.read() - self.base >= M
+        if self.plane is not None:
+            over = self.plane.poll()
         else:
             over = self.ctl.poll()
         self.timers.add("wait", time.perf_counter() - t0)
         return over
 
-    def _accept(self, rnd: int, M: int) -> bool:
-        """Report one finished gradient; return whether it enters this round's estimate."""
+    def _accept(self, rnd: int, M: int) -> bool | None:
+        """Report one finished gradient; return whether it enters this round's estimate
+        (None: not known yet)."""
         t0 = time.perf_counter()
+        if self.plane is not None:  # None: pending, the plane adds it once rank 0 answers
+            accepted = self.plane.report(self.g_one)
+            self.timers.add("wait", time.perf_counter() - t0)
+            return accepted
         self.local.reports += 1
-        if self.rule == "rennala":
-            accepted = self.counter.fetch_add(1) - self.base < M  # exactly M accepted
-        elif self.ctl.poll():
+        if self.ctl.poll():
             accepted = False  # Malenia: the round already ended
         else:
             accepted = True
@@ -143,6 +162,8 @@ class MPIEngine:
         sampler, local = self.sampler, self.local
         if self.rule == "malenia":
             self.ctl.start_round(rnd)
+        else:
+            self.plane.start_round(rnd, M, local)
         over = lambda *_: self._round_over(M)  # noqa: E731
         on_step = (lambda: self.delay.step(over)) if self.delay.active else None
         while not over():
@@ -154,8 +175,11 @@ class MPIEngine:
                 break
             if not self._grad(theta, traj):
                 continue  # rejected before it is reported: exactly M finite ones enter
-            if self._accept(rnd, M):
+            accepted = self._accept(rnd, M)
+            if accepted:
                 self._add(traj)
+            elif accepted is None:  # kept by the plane, added when accepted
+                local.episode_done(traj.ret)
             else:  # finished after the M-th (Rennala) or after the stop (Malenia)
                 local.discarded += 1
                 local.episode_done(traj.ret)
@@ -213,8 +237,8 @@ class MPIEngine:
             self.trace.append(("sample", t0, time.perf_counter()))
         self.local.env_steps = self.sampler.steps - steps0
         g, time_s, stop_requests, due, stats, rets = self._reduce(self._weight(M, B))
-        if self.counter is not None:
-            self.base += int(stats[:, 6].sum())  # every fetch_add of this round
+        if self.plane is not None:
+            self.plane.end_round(stats[:, 6].astype(np.int64))  # every report of the round
         if self.rule == "malenia" and self.rank == 0:
             self.ctl.end_round(stats[:, 0].astype(np.int64))
         if rnd == 0:
@@ -271,8 +295,8 @@ class MPIEngine:
                 stop = self._round(rnd)
         finally:
             wall = time.perf_counter() - self.t_start
-        if self.counter is not None:
-            self.counter.free()
+        if self.plane is not None:
+            self.plane.free()
         if self.rule == "malenia" and self.rank == 0:
             self.ctl.free()
         t = self.timers
@@ -281,7 +305,7 @@ class MPIEngine:
         t.add("delay", self.delay.slept, 0)
         t.extra["wall_s"] = wall
         return {**self.book.summary(self.rounds, wall), "theta": self.opt.theta,
-                "trace": self.trace_events()}
+                "control": self.control_name, "trace": self.trace_events()}
 
     def trace_events(self) -> list | None:
         """Return this rank's phases as Chrome trace events (µs since the run began)."""
