@@ -125,3 +125,28 @@ def test_probe_agrees_on_every_rank_and_auto_picks_by_it():
     ok = len(set(comm.allgather(t))) == 1 and t >= 0.0 and len(set(names)) == 1
     ok = ok and names[0] in ("rma", "p2p") and eng.control_probe_s is not None
     assert all_ok(comm, ok), (t, names)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("plane", ["rma", "p2p"])
+def test_a_resumed_run_still_accepts_exactly_M(plane):
+    """A resumed run opens a new plane; the checkpoint's counter base must not carry over
+    into it (under RMA it used to, and the first resumed round took base + M gradients)."""
+    comm = world()
+    sets = PENDULUM + ["algo.name=rennala_nigt", "algo.M=6", "algo.M_init=6",
+                       "mpi.poll_every_steps=8", f"mpi.control={plane}"]
+    eng, _ = engine_for(comm, sets + ["run.max_rounds=4"])
+    saved = []
+    eng.on_checkpoint = lambda arrays, state: saved.append((arrays, state))
+    eng.run()
+    ckpt = comm.bcast(saved[0] if saved else None, root=0)
+    rows = []
+    eng, _ = engine_for(comm, sets + ["run.max_rounds=8"], rows.append)
+    eng.restore(*ckpt)
+    s = eng.run()
+    ok = len(set(digests(comm, s["theta"]))) == 1
+    ok = ok and (plane == "p2p" or ckpt[1]["base"] >= 30)  # 5 rounds of 6 reported
+    if comm.Get_rank() == 0:
+        ok = ok and [r["round"] for r in rows] == [5, 6, 7, 8]
+        ok = ok and all(r["grads"] == 6 for r in rows)
+    assert all_ok(comm, ok), (ckpt[1]["base"], [r["grads"] for r in rows])
