@@ -134,6 +134,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "mpi": {
         "poll_every_steps": F(64, "int", ge=1, le=10**9),
+        "control": F("auto", "str", choices=("auto", "rma", "p2p"),
+                     help="Rennala's control plane: RMA counter, messages to rank 0, or auto "
+                          "(a start-up probe: RMA where it progresses while rank 0 computes)"),
     },
     "sim": {
         # one env and sampler per worker in one process (also checked against memory)

@@ -5,7 +5,8 @@ A round (ALGORITHMS sections 2-4):
 1. every rank computes ``theta_tilde`` from its replicated NIGT state (no broadcast);
 2. it samples trajectories at ``theta_tilde`` and adds each accepted ``g_H`` to a local sum;
 3. the rule decides acceptance and the end of the round through the control plane
-   (Rennala: an RMA counter; Malenia: Isend/Irecv counts to rank 0; sync: none);
+   (Rennala: an RMA counter or messages to rank 0, ``mpi.control`` and planes.py;
+   Malenia: Isend/Irecv counts to rank 0; sync: none);
 4. a rank learns of the end within one poll interval (``mpi.poll_every_steps`` env steps,
    or one slice of an emulated-delay sleep) and abandons, or with ``algo.reuse_stale``
    keeps, its in-flight trajectory;
@@ -26,8 +27,9 @@ from ..delays import comm_factors, compute_factors, make_delay
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_optimizer
-from .control import MaleniaCoordinator, RMACounter, StopListener
+from .control import MaleniaCoordinator, StopListener
 from .guard import RoundGuard
+from .planes import make_plane
 
 RULES = {"sync_nigt": "sync", "sync_pg": "sync", "rennala_nigt": "rennala",
          "rennala_pg": "rennala", "malenia_nigt": "malenia"}
@@ -71,10 +73,11 @@ class MPIEngine:
         dl = cfg["delays"]
         self.delay = make_delay(cfg, self.h[self.rank])
         self.comm_delay_s = self.kappa[self.rank] * dl["comm_unit_s"]
-        # the Rennala counter's value when this round began; the counter is made anew by
-        # every job, so a resumed job starts from 0 too (it is not part of a checkpoint)
-        self.counter = RMACounter(comm) if self.rule == "rennala" else None
-        self.base = 0
+        self.plane, self.control_probe_s = None, None  # Rennala's control plane
+        self.control_name = {"sync": "none", "malenia": "malenia"}.get(self.rule)
+        if self.rule == "rennala":
+            self.plane, self.control_probe_s = make_plane(cfg, comm, self.d)
+            self.control_name = self.plane.name
         self.guard = RoundGuard(comm, stop_flag, cfg)
         # the state at the last round boundary, which a checkpoint holds: every rank's
         # sampler position (from the round's Allreduce), the round and its clock
@@ -94,20 +97,23 @@ class MPIEngine:
         if self.guard.interrupted():
             return True
         t0 = time.perf_counter()
-        if self.rule == "rennala":
-            over = self.counter.read() - self.base >= M
+        if self.plane is not None:
+            over = self.plane.poll()
         else:
             over = self.ctl.poll()
         self.timers.add("wait", time.perf_counter() - t0)
         return over
 
-    def _accept(self, rnd: int, M: int) -> bool:
-        """Report one finished gradient; return whether it enters this round's estimate."""
+    def _accept(self, rnd: int, M: int) -> bool | None:
+        """Report one finished gradient; return whether it enters this round's estimate
+        (None: not known yet)."""
         t0 = time.perf_counter()
+        if self.plane is not None:  # None: pending, the plane adds it once rank 0 answers
+            accepted = self.plane.report(self.g_one)
+            self.timers.add("wait", time.perf_counter() - t0)
+            return accepted
         self.local.reports += 1
-        if self.rule == "rennala":
-            accepted = self.counter.fetch_add(1) - self.base < M  # exactly M accepted
-        elif self.ctl.poll():
+        if self.ctl.poll():
             accepted = False  # Malenia: the round already ended
         else:
             accepted = True
@@ -160,6 +166,8 @@ class MPIEngine:
         sampler, local = self.sampler, self.local
         if self.rule == "malenia":
             self.ctl.start_round(rnd)
+        else:
+            self.plane.start_round(rnd, M, local)
         over = lambda *_: self._round_over(M)  # noqa: E731
         on_step = (lambda: self.delay.step(over)) if self.delay.active else None
         while not over():
@@ -176,8 +184,11 @@ class MPIEngine:
                 break
             if not self._grad(theta, traj):
                 continue  # rejected before it is reported: exactly M finite ones enter
-            if self._accept(rnd, M):
+            accepted = self._accept(rnd, M)
+            if accepted:
                 self._add(traj)
+            elif accepted is None:  # kept by the plane, added when accepted
+                local.episode_done(traj.ret)
             else:  # finished after the M-th (Rennala) or after the stop (Malenia)
                 local.discarded += 1
                 local.episode_done(traj.ret)
@@ -189,8 +200,11 @@ class MPIEngine:
         """Allreduce the weighted local sum and statistics; return the decoded round."""
         if self.comm_delay_s > 0.0:
             self.delay.sleep(self.comm_delay_s, self.guard.interrupted)
-        if self.rule == "malenia" and self.rank == 0 and self.guard.aborting:
-            self.ctl.force_stop()  # an abandoned round still ends every rank's listener
+        if self.guard.aborting:  # an abandoned round still ends every rank's listener
+            if self.rule == "malenia" and self.rank == 0:
+                self.ctl.force_stop()
+            elif self.plane is not None:
+                self.plane.force_stop()
         t0 = time.perf_counter()
         self.guard.arrive(rnd)  # arrival skew, timed apart from the collective itself
         if self.rule == "malenia" and self.rank != 0:
@@ -240,8 +254,8 @@ class MPIEngine:
             self.trace.append(("sample", t0, time.perf_counter()))
         self.local.env_steps = self.sampler.steps - steps0
         g, time_s, stop_requests, due, stats, rets = self._reduce(rnd, self._weight(M, B))
-        if self.counter is not None:
-            self.base += int(stats[:, 6].sum())  # every fetch_add of this round
+        if self.plane is not None:
+            self.plane.end_round(stats[:, 6].astype(np.int64))  # every report of the round
         if self.rule == "malenia" and self.rank == 0:
             self.ctl.end_round(stats[:, 0].astype(np.int64))
         if stop_requests:
@@ -324,8 +338,8 @@ class MPIEngine:
         finally:
             wall = time.perf_counter() - self.t_start
             self.guard.close()
-        if self.counter is not None:
-            self.counter.free()
+        if self.plane is not None:
+            self.plane.free()
         if self.rule == "malenia" and self.rank == 0:
             self.ctl.free()
         t = self.timers
@@ -334,7 +348,7 @@ class MPIEngine:
         t.add("delay", self.delay.slept, 0)
         t.extra["wall_s"] = wall
         return {**self.book.summary(self.rounds, wall), "theta": self.opt.theta,
-                "trace": self.trace_events()}
+                "control": self.control_name, "trace": self.trace_events()}
 
     def trace_events(self) -> list | None:
         """Return this rank's phases as Chrome trace events (µs since the run began)."""
