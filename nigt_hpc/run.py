@@ -285,6 +285,12 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     if ckpt is not None:
         engine.restore(*ckpt)
     if output is not None:
+        # which control plane ran (Rennala: rma or p2p, by mpi.control or its probe); the
+        # config.toml that records it is written at the first round
+        meta["control"] = getattr(engine, "control_name", None) or "parameter server"
+        if not quiet and getattr(engine, "control_probe_s", None) is not None:
+            print(f"      control plane: {engine.control_name} (probe: a Fetch_and_op took "
+                  f"{1e3 * engine.control_probe_s:.2f} ms while rank 0 computed)", flush=True)
         output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
                                   / max(1e-9, time.perf_counter() - engine.t_start))
     summary = engine.run()
