@@ -3,7 +3,7 @@
 import os as _os
 
 __version__ = "0.3.1"
-__all__ = ["load", "__version__"]
+__all__ = ["ConfigError", "RunResult", "load", "simulate", "train", "__version__"]
 
 
 def load(run_dir: str):
@@ -11,6 +11,32 @@ def load(run_dir: str):
     from .trained import load as _load
 
     return _load(run_dir)
+
+
+def train(config=None, **kw):
+    """Train on every rank of ``comm``; return a RunResult (see :func:`nigt_hpc.api.train`)."""
+    from .api import train as _train
+
+    return _train(config, **kw)
+
+
+def simulate(config=None, **kw):
+    """Run on the virtual clock; return a RunResult (see :func:`nigt_hpc.api.simulate`)."""
+    from .api import simulate as _simulate
+
+    return _simulate(config, **kw)
+
+
+def __getattr__(name):  # ConfigError and RunResult without importing them eagerly
+    if name == "ConfigError":
+        from .config import ConfigError
+
+        return ConfigError
+    if name == "RunResult":
+        from .api import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'nigt_hpc' has no attribute {name!r}")
 
 # When installed, setup.py maps the repository's top-level ``kernels/`` folder to
 # ``nigt_hpc.kernels``.  When this package is imported straight from a source checkout

@@ -203,12 +203,14 @@ def claim_run_dir(cfg: dict, out: str | None, force: bool, resume: str | None, r
 
 
 def train(cfg: dict, comm, out: str | None = None, force: bool = False,
-          quiet: bool = False, resume: str | None = None) -> int:
-    """Run ``nigt-hpc train`` on every rank of ``comm``; return the exit status."""
-    from . import checkpoint
-    from .engine.afedpg import AFedPGEngine
-    from .engine.mpi import MPIEngine
-    from .metrics import RunOutput, write_json
+          quiet: bool = False, resume: str | None = None, raise_errors: bool = False,
+          result: dict | None = None) -> int:
+    """Run ``nigt-hpc train`` on every rank of ``comm``; return the exit status.
+
+    ``raise_errors``: a bad input raises ConfigError (same message, every rank) instead of
+    printing one line and returning 2 (the Python API).  ``result`` receives the run
+    directory and the summary.
+    """
     from .signals import StopFlag
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -235,14 +237,33 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     err, run_dir, ckpt, done = comm.bcast((err, run_dir, ckpt, done) if rank == 0 else None,
                                           root=0)
     if err is not None or done is not None:
-        if rank == 0:
-            print(done if err is None else f"error: {err}", file=sys.stderr if err else
-                  sys.stdout, flush=True)
         if env is not None:
             env.close()
+        if result is not None:
+            result.update(run_dir=run_dir, summary=None, finished_already=done)
+        if err is not None and raise_errors:
+            raise ConfigError(err)
+        if rank == 0 and (err is not None or not quiet):
+            print(done if err is None else f"error: {err}", file=sys.stderr if err else
+                  sys.stdout, flush=True)
         return 2 if err is not None else 0
 
     stop_flag = StopFlag().install()
+    try:
+        return _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg,
+                          worker, env, info, spec, run_dir, ckpt, lock, run_id, stop_flag)
+    finally:
+        stop_flag.uninstall()
+
+
+def _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg, worker, env,
+               info, spec, run_dir, ckpt, lock, run_id, stop_flag) -> int:
+    """The part of :func:`train` after every input is validated and the directory claimed."""
+    from . import checkpoint
+    from .engine.afedpg import AFedPGEngine
+    from .engine.mpi import MPIEngine
+    from .metrics import RunOutput, write_json
+
     timers = Timers()
     timers.extra["compile_s"] = warmup_node_ordered(comm)
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
@@ -312,11 +333,14 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
         lock.release()
     if env is not None:
         env.close()
+    if result is not None:
+        result.update(run_dir=run_dir, summary={k: v for k, v in summary.items()
+                                                if k != "theta"})
     return stop_flag.exit_status() if summary.get("signalled") else 0
 
 
 def simulate(cfg: dict, out: str | None = None, force: bool = False,
-             quiet: bool = False) -> int:
+             quiet: bool = False, result: dict | None = None) -> int:
     """Run ``nigt-hpc simulate``: ``sim.workers`` workers on the virtual clock, one process."""
     from .engine.sim import SimEngine, virtual_speeds
     from .metrics import RunOutput, write_json
@@ -368,6 +392,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
               flush=True)
     for env, _, _ in built:
         env.close()
+    if result is not None:
+        result.update(run_dir=run_dir, summary={k: v for k, v in summary.items()
+                                                if k != "theta"})
     return 0
 
 

@@ -16,12 +16,19 @@ class StopFlag:
 
     def __init__(self):
         self.signum: int | None = None
+        self._previous: dict = {}
 
     def install(self) -> StopFlag:
         """Install the handler for every signal in SIGNALS; return self."""
         for s in SIGNALS:
-            signal.signal(s, self._handler)
+            self._previous[s] = signal.signal(s, self._handler)
         return self
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before :meth:`install` (a notebook's)."""
+        for s, h in self._previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._previous.clear()
 
     def _handler(self, signum, frame) -> None:
         if self.signum is None:
