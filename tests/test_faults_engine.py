@@ -165,3 +165,57 @@ def test_a_signal_to_one_rank_is_honoured_mid_round(tmp_path, algo, n, target):
     assert ckpt_round(out) == len(done) - 1
     if algo != "afedpg":
         assert len(done) == 1  # round 1 (200 episodes) was abandoned, not finished
+
+
+def test_afedpg_rejects_and_counts_non_finite_gradients(tmp_path):
+    nan = ["--set", "algo.name=afedpg", "--set", "env.id=tests.envs_fixture:NigtNanReward-v0",
+           "--set", "env.heterogeneity=per_worker", "--set",
+           "env.per_worker=[{kwargs = {nan_every = 1000000}}, {kwargs = {nan_every = 1}}]",
+           "--quiet"]
+    out = tmp_path / "ok"
+    code, err = finish(popen(3, nan + ["--set", "run.max_rounds=40", "--set",
+                                       "run.max_nonfinite=100000"], out, tmp_path))
+    assert code == 0, err
+    done = rows(out)
+    assert len(done) == 41 and all(r["grads_per_worker"] == [1, 0] for r in done)
+    assert all(r["theta_norm"] == r["theta_norm"] for r in done)  # never NaN
+    code, err = finish(popen(3, nan + ["--set", "run.max_rounds=100000", "--set",
+                                       "run.max_nonfinite=3"], tmp_path / "bad", tmp_path))
+    assert code == 1
+    assert "4 non-finite gradients so far (run.max_nonfinite = 3)" in err
+    assert "worker 1 (rank 2)" in err
+
+
+def test_afedpg_prints_status_lines(tmp_path):
+    p = popen(3, ["--set", "algo.name=afedpg", "--set", "run.max_rounds=30",
+                  "--set", "run.progress_every_s=0"], tmp_path / "r", tmp_path)
+    out, err = p.communicate(timeout=200)
+    assert p.returncode == 0, err
+    assert sum(x.startswith("round ") for x in out.splitlines()) == 31
+
+
+def test_a_huge_emulated_transfer_still_honours_sigterm(tmp_path):
+    out = tmp_path / "r"
+    p = popen(2, ["--set", "delays.comm=const", "--set", "delays.comm_unit_s=3600",
+                  "--set", "run.max_rounds=100000", "--quiet"], out, tmp_path)
+    deadline = time.time() + 150
+    while time.time() < deadline and not (out / "config.toml").exists():
+        time.sleep(0.05)  # round 0 is under way: its first transfer is an hour long
+    time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGTERM)
+    code, err = finish(p, timeout=120)
+    assert code == 143, err
+    assert ckpt_round(out) == -1 and rows(out) == []  # nothing was completed
+
+
+def test_two_sigterms_in_quick_succession_exit_143(tmp_path):
+    out = tmp_path / "r"
+    p = popen(2, ["--set", "run.max_rounds=1000000", "--set", "run.target_return=inf",
+                  "--quiet"], out, tmp_path)
+    wait_rounds(out, 5, p)
+    os.killpg(p.pid, signal.SIGTERM)
+    time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGTERM)
+    code, err = finish(p)
+    assert code == 143, err
+    assert ckpt_round(out) == len(rows(out)) - 1
