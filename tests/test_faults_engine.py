@@ -198,10 +198,8 @@ def test_a_huge_emulated_transfer_still_honours_sigterm(tmp_path):
     out = tmp_path / "r"
     p = popen(2, ["--set", "delays.comm=const", "--set", "delays.comm_unit_s=3600",
                   "--set", "run.max_rounds=100000", "--quiet"], out, tmp_path)
-    deadline = time.time() + 150
-    while time.time() < deadline and not (out / "config.toml").exists():
-        time.sleep(0.05)  # round 0 is under way: its first transfer is an hour long
-    time.sleep(1.0)
+    wait_file(out / ".lock", p)  # the job claimed its directory; handlers come next
+    time.sleep(1.0)  # round 0 is soon under way: its first transfer is an hour long
     os.killpg(p.pid, signal.SIGTERM)
     code, err = finish(p, timeout=120)
     assert code == 143, err
