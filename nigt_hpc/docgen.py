@@ -8,12 +8,9 @@ to ``SCHEMA`` without regenerating is caught by the test suite.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
-from typing import Any
 
-from .config import SCHEMA
+from .config import SCHEMA, _toml_value
 
 # One line per section, said once here rather than in every key's help text.
 SECTION_NOTES = {
@@ -61,25 +58,6 @@ HELP = {
 KIND_NAMES = {"int": "int", "float": "float", "str": "string", "bool": "bool",
               "list_int": "list of int", "list_float": "list of float", "table": "table",
               "list_table": "list of tables"}
-
-
-def toml_value(v: Any) -> str:
-    """Return ``v`` written as a TOML value (``inf`` for infinity)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
-    return repr(v)
 
 
 def _num(x: float) -> str:
@@ -145,13 +123,13 @@ def config_markdown(schema: dict | None = None) -> str:
         out += ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
         for key, f in keys.items():
             out.append(f"| `{section}.{key}` | {KIND_NAMES.get(f.kind, f.kind)} | "
-                       f"`{_cell(toml_value(f.default))}` | {allowed(f)} | "
+                       f"`{_cell(_toml_value(f.default))}` | {allowed(f)} | "
                        f"{_cell(meaning(section, key, f))} |")
         out.append("")
     out += ["## Every default, as one file", "", "```toml"]
     for section, keys in schema.items():
         out.append(f"[{section}]")
-        out += [f"{key} = {toml_value(f.default)}" for key, f in keys.items()]
+        out += [f"{key} = {_toml_value(f.default)}" for key, f in keys.items()]
         out.append("")
     out[-1] = "```"
     out.append("")
