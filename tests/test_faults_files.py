@@ -208,7 +208,7 @@ BAD_RESUME = {
     "book_wrong_type": (lambda r: edit_checkpoint(r, lambda s: s["book"].update(window="x")),
                         "book.window"),
     "round_not_an_int": (lambda r: edit_checkpoint(r, lambda s: s.update(round="3")),
-                         "round = 3 is not an integer >= 0"),
+                         "round = 3 is not an integer >= -1"),
     "per_rank_wrong_length": (lambda r: edit_checkpoint(r, lambda s: s.update(per_rank=[])),
                               "per_rank has 0 entries for 1 ranks"),
     "run_id_missing": (lambda r: edit_checkpoint(r, lambda s: s.pop("run_id")), "run id"),
