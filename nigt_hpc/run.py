@@ -265,7 +265,14 @@ def _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg,
     from .metrics import RunOutput, write_json
 
     timers = Timers()
+    if rank == 0 and not quiet:  # a cold start compiles for tens of seconds: say so first
+        print("loading the compiled kernels (the first run with a fresh cache "
+              "compiles them, about 20-60 s; later runs load them in under a second)",
+              flush=True)
     timers.extra["compile_s"] = warmup_node_ordered(comm)
+    if rank == 0 and not quiet and timers.extra["compile_s"] > 2.0:
+        print(f"      kernels compiled in {timers.extra['compile_s']:.0f} s; cached for the "
+              "next run", flush=True)
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     output = None
@@ -357,6 +364,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     check_run_dir(run_dir, force)
     lock = rundir.RunLock(run_dir, create=True).acquire()
     timers = Timers()
+    if not quiet:
+        print("loading the compiled kernels (a fresh cache compiles them, "
+              "about 20-60 s)", flush=True)
     timers.extra["compile_s"] = kernels.warmup()
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
