@@ -90,6 +90,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "kwargs": F({}, "table", help="passed to gymnasium.make"),
         "heterogeneity": F("none", "str", choices=("none", "negate_obs", "per_worker")),
         "per_worker": F([], "list_table", help="one {kwargs = {...}} per worker, cycled"),
+        "wrappers": F([], "list_wrappers",
+                      help="gymnasium wrappers applied in order, by name (gymnasium.wrappers."
+                      "NAME or module:Class), each a string or {name = ..., kwargs = {...}}"),
     },
     "policy": {
         "kind": F("linear", "str", choices=("linear", "mlp")),
@@ -229,6 +232,21 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
             if not isinstance(x.get("kwargs", {}), dict):
                 raise ConfigError(f"{name}[{i}].kwargs must be a table")
             check_plain(f"{name}[{i}].kwargs", x.get("kwargs", {}))
+    elif want == "list_wrappers":
+        if not isinstance(v, list):
+            raise bad
+        v = [{"name": x, "kwargs": {}} if isinstance(x, str) else x for x in v]
+        for i, x in enumerate(v):
+            if not isinstance(x, dict) or not isinstance(x.get("name"), str):
+                raise ConfigError(f"{name}[{i}] must be a wrapper name or {{name = \"...\", "
+                                  "kwargs = {...}}")
+            for k in x:
+                if k not in ("name", "kwargs"):
+                    raise _unknown(f"{name}[{i}].{k}")
+            x.setdefault("kwargs", {})
+            if not isinstance(x["kwargs"], dict):
+                raise ConfigError(f"{name}[{i}].kwargs must be a table")
+            check_plain(f"{name}[{i}].kwargs", x["kwargs"])
     return v
 
 

@@ -35,7 +35,7 @@ def describe(spec, cfg: dict, meta: dict) -> dict:
             "act_dim": int(spec.act_dim), "a_center": np.asarray(spec.a_center).tolist(),
             "a_scale": np.asarray(spec.a_scale).tolist(), "point": "theta",
             "env": {k: cfg["env"][k] for k in ("id", "kwargs", "heterogeneity", "per_worker",
-                                               "horizon", "gamma")},
+                                               "horizon", "gamma", "wrappers")},
             "algo": cfg["algo"]["name"], **meta}
 
 

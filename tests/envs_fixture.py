@@ -121,3 +121,26 @@ class Faulty(Chain):
 
 
 gym.register("NigtFaulty-v0", entry_point=Faulty, max_episode_steps=50)
+
+
+class DictChain(Chain):
+    """``Chain`` with a Dict observation (position and a constant goal): needs a wrapper."""
+
+    def __init__(self):
+        super().__init__()
+        box = gym.spaces.Box(-10.0, 10.0, shape=(1,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({"pos": box, "goal": box})
+
+    def _dict(self, obs):
+        return {"pos": obs, "goal": np.array([5.0], dtype=np.float32)}
+
+    def reset(self, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return self._dict(obs), info
+
+    def step(self, action):
+        obs, r, term, trunc, info = super().step(action)
+        return self._dict(obs), r, term, trunc, info
+
+
+gym.register("NigtDictChain-v0", entry_point=DictChain, max_episode_steps=50)

@@ -102,6 +102,11 @@ def backend_of(cfg: dict, worker: int = 0) -> str:
     from . import compiled, mujoco_direct
 
     backend = cfg["env"]["backend"]
+    if cfg["env"]["wrappers"]:  # wrappers wrap gymnasium's env; the fast paths have none
+        if backend in ("compiled", "direct"):
+            raise ConfigError(f"env.backend = {backend!r} cannot take env.wrappers; use "
+                              "'auto' or 'gymnasium'")
+        return "gymnasium"
     if backend == "gymnasium":
         return "gymnasium"
     env_id, kwargs = cfg["env"]["id"], worker_kwargs(cfg, worker)
@@ -135,10 +140,54 @@ def make_env(cfg: dict, worker: int = 0):
 
         env = DirectMujocoEnv(cfg["env"]["id"], worker_kwargs(cfg, worker))
     else:
-        env = _gym_make(cfg["env"]["id"], worker_kwargs(cfg, worker))
+        env = apply_wrappers(_gym_make(cfg["env"]["id"], worker_kwargs(cfg, worker)),
+                             cfg["env"]["wrappers"])
     if cfg["env"]["heterogeneity"] == "negate_obs":
         env = NegateObs(env, negate=worker > 0)
     return env
+
+
+def apply_wrappers(env, wrappers: list):
+    """Return ``env`` inside each of ``env.wrappers``, first to last; ConfigError if one
+    cannot be found or does not take its kwargs."""
+    import gymnasium as gym
+
+    for i, w in enumerate(wrappers):
+        where = f"env.wrappers[{i}] = {w['name']!r}"
+        name = w["name"]
+        if ":" in name:
+            mod, _, attr = name.partition(":")
+            try:
+                cls = getattr(importlib.import_module(mod), attr)
+            except (ImportError, AttributeError) as e:
+                raise ConfigError(f"{where}: cannot import it ({e})") from None
+        else:
+            cls = getattr(gym.wrappers, name, None)
+            if cls is None:
+                raise ConfigError(f"{where} is not in gymnasium.wrappers (a module:Class "
+                                  "name imports your own)")
+        try:
+            env = cls(env, **w["kwargs"])
+        except (TypeError, ValueError, gym.error.Error) as e:
+            raise ConfigError(f"{where} does not fit this env or its kwargs: "
+                              f"{str(e).splitlines()[0]}") from None
+    return env
+
+
+def _space_hint(space) -> str:
+    """Return which wrapper would make an unsupported observation space flat."""
+    import gymnasium as gym
+
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.Discrete,
+                          gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return "; set env.wrappers = [\"FlattenObservation\"] to make it a flat Box"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return ("; for images set env.wrappers = [\"GrayscaleObservation\", "
+                "{name = \"ResizeObservation\", kwargs = {shape = [16, 16]}}, "
+                "\"FlattenObservation\"] (or FlattenObservation alone)")
+    if isinstance(space, gym.spaces.Box):
+        return "; set env.wrappers = [\"FlattenObservation\"] to make it flat"
+    return ""
 
 
 def describe(env) -> dict:
@@ -148,7 +197,7 @@ def describe(env) -> dict:
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ConfigError(f"env.id = {env.spec.id if env.spec else env!r}: observations must "
-                          f"be a flat Box, got {obs_space}")
+                          f"be a flat Box, got {obs_space}{_space_hint(obs_space)}")
     if isinstance(act_space, gym.spaces.Discrete):
         return {"obs_dim": int(obs_space.shape[0]), "discrete": True,
                 "n_actions": int(act_space.n), "act_dim": 1,
@@ -161,4 +210,12 @@ def describe(env) -> dict:
                               "bounds for a = center + scale * tanh(u))")
         return {"obs_dim": int(obs_space.shape[0]), "discrete": False,
                 "act_dim": int(act_space.shape[0]), "low": low, "high": high}
-    raise ConfigError(f"env: action space {act_space} is not supported (Discrete or flat Box)")
+    hint = ""
+    if isinstance(act_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        hint = ("; gymnasium has no wrapper that makes it Discrete: write one (an action "
+                "wrapper indexing the combinations) and name it as module:Class in "
+                "env.wrappers")
+    elif isinstance(act_space, gym.spaces.Box):
+        hint = "; a 2-D Box needs an action wrapper that reshapes a flat vector"
+    raise ConfigError(f"env: action space {act_space} is not supported (Discrete or flat "
+                      f"Box){hint}")
