@@ -86,7 +86,9 @@ def test_straggler_does_not_lengthen_rennala_but_sync_and_malenia_wait():
     out = {}
     for algo in ("rennala_nigt", "sync_nigt", "malenia_nigt"):
         rows = []
-        eng, timers = engine_for(comm, PENDULUM + straggler(20, unit="5e-5") + [
+        # emulated time dominates: 0.25 ms per step (fast) and 5 ms (straggler) against a
+        # real Pendulum step of ~20 us, so machine load cannot reorder who finishes first
+        eng, timers = engine_for(comm, PENDULUM + straggler(20, unit="2.5e-4") + [
             f"algo.name={algo}", "algo.M=8", "algo.M_init=8", "run.max_rounds=6",
             "mpi.poll_every_steps=4"], rows.append)
         eng.run()
@@ -100,19 +102,21 @@ def test_straggler_does_not_lengthen_rennala_but_sync_and_malenia_wait():
         # ... while sync rounds wait for its full share, and Malenia for at least one
         ok = ok and all(r["grads_per_worker"][-1] == -(-8 // n) for r in sync)
         ok = ok and all(r["grads_per_worker"][-1] >= 1 for r in mal)
-        # wide margin: theory says sync rounds are about 20*B/M*n/(n-1) ~ 10x longer
+        # wide margin: theory says sync rounds are about 20*B/M*n/(n-1) ~ 10x longer; the
+        # sync round's floor is emulated (load can only lengthen Rennala's, up to ~3x here)
         ok = ok and dt(sync) > 3.0 * dt(ren)
         out["ratio"] = dt(sync) / dt(ren)
     # stop latency: the fast rank waits for the straggler to notice the end of a Rennala
     # round; the straggler checks every 1 ms sleep slice, and one of its trajectories takes
-    # ~40 ms, so a bounded wait means it did not finish its trajectory first.
+    # 200 ms, so a wait under 100 ms a round means it did not finish its trajectory first
+    # (scheduling on a loaded machine adds milliseconds, never a trajectory).
     idle = out["rennala_nigt"][1]
-    ok = ok and (comm.Get_rank() == n - 1 or idle < 0.015)
+    ok = ok and (comm.Get_rank() == n - 1 or idle < 0.1)
     assert all_ok(comm, ok), (out.get("ratio"), idle)
 
 
 @pytest.mark.mpi(min_size=2)
-def test_afedpg_moves_d_floats_up_and_2d_down_per_gradient():
+def test_afedpg_moves_d_floats_up_and_d_down_per_gradient():
     comm = world()
     rows = []
     eng, _ = engine_for(comm, PENDULUM + ["algo.name=afedpg", "run.max_rounds=15"],
@@ -123,7 +127,8 @@ def test_afedpg_moves_d_floats_up_and_2d_down_per_gradient():
         d = eng.d
         ok = ok and [r["round"] for r in rows] == list(range(16))
         ok = ok and all(r["grads"] == 1 and r["collectives"] == 0 for r in rows)
-        ok = ok and [r["comm_bytes"] for r in rows] == [24 * d * (k + 1) for k in range(16)]
+        # g up, theta_tilde down: d floats each way
+        ok = ok and [r["comm_bytes"] for r in rows] == [16 * d * (k + 1) for k in range(16)]
         ok = ok and len(rows[0]["grads_per_worker"]) == comm.Get_size() - 1
         ok = ok and all(r["staleness"] >= 0 for r in rows)
     assert all_ok(comm, ok)
