@@ -7,7 +7,16 @@ By job: ``heads``, ``mlp`` (per-step passes), ``linear_softmax`` (fast paths), `
 the names these had when they shared one file.
 """
 
-from .estimators import grad_gpomdp, grad_is, is_coefficients, reward_to_go
+from .estimators import (
+    gpomdp_coefficients,
+    grad_gpomdp,
+    grad_gpomdp_baseline,
+    grad_is,
+    grad_is_baseline,
+    is_coefficients,
+    is_coefficients_baseline,
+    reward_to_go,
+)
 from .heads import HEAD_GAUSS_LOGSTD, HEAD_GAUSS_SOFTPLUS, HEAD_SOFTMAX, SIGMA_MIN
 from .layout import (
     act_dim_of,
@@ -35,11 +44,15 @@ __all__ = [
     "act_row",
     "aligned_copy",
     "aligned_empty",
+    "gpomdp_coefficients",
     "grad_gpomdp",
+    "grad_gpomdp_baseline",
     "grad_is",
+    "grad_is_baseline",
     "init_theta",
     "is_aligned",
     "is_coefficients",
+    "is_coefficients_baseline",
     "logp_batch",
     "n_params",
     "net_out_dim",

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .estimators import is_coefficients, reward_to_go
+from .estimators import (
+    gpomdp_coefficients,
+    is_coefficients,
+    is_coefficients_baseline,
+    reward_to_go,
+)
 from .heads import HEAD_GAUSS_SOFTPLUS, HEAD_SOFTMAX, LOG_SQRT_2PI, SIGMA_MIN
 
 # Where the matrix form beats the per-step kernels: each numpy call costs about a
@@ -198,5 +203,26 @@ def grad_is(theta, sizes, head, obs, acts, rew, logp_behaviour, gamma, clip, wei
     lp = head_logp(theta, sizes, head, z, acts)
     coef = np.empty(rew.shape[0])
     is_coefficients(lp, logp_behaviour, rew, gamma, clip, weight, coef)
+    dz = head_score(theta, sizes, head, z, acts, coef, out)
+    backward(theta, sizes, hs, dz, out, ws)
+
+
+def grad_gpomdp_baseline(theta, sizes, head, obs, acts, rew, base, gamma, weight, out):
+    """Add ``weight * sum_t (G_t - base[t]) grad log pi``: ``estimators.grad_gpomdp_baseline``
+    in matrix form."""
+    coef = np.empty(rew.shape[0])
+    gpomdp_coefficients(rew, gamma, base, weight, coef)
+    score_sum(theta, sizes, head, obs, acts, coef, out)
+
+
+def grad_is_baseline(theta, sizes, head, obs, acts, rew, logp_behaviour, base, gamma, clip,
+                     weight, out):
+    """Add ``weight * g_IS`` with baseline ``base``: ``estimators.grad_is_baseline`` in matrix
+    form."""
+    ws = workspace(sizes, obs.shape[0])
+    hs, z = forward(theta, sizes, obs, ws)
+    lp = head_logp(theta, sizes, head, z, acts)
+    coef = np.empty(rew.shape[0])
+    is_coefficients_baseline(lp, logp_behaviour, rew, gamma, clip, base, weight, coef)
     dz = head_score(theta, sizes, head, z, acts, coef, out)
     backward(theta, sizes, hs, dz, out, ws)

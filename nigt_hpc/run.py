@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__, config, envs, kernels
 from .config import ConfigError
 from .policy import make_spec
-from .rollout import Sampler
+from .rollout import make_sampler
 from .timers import Timers
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
@@ -227,8 +227,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
 
     sampler = None
     if worker >= 0:
-        sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                          cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
+        sampler = make_sampler(cfg, env, spec, info, worker)
     kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
           "on_checkpoint": on_checkpoint if rank == 0 else None}
     cls = AFedPGEngine if afedpg else MPIEngine
@@ -283,9 +282,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     if not quiet:
         print(f"nigt-hpc simulate: {cfg['algo']['name']} on {cfg['env']['id']}, {n} virtual "
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
-    samplers = [Sampler(env, sp, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                        cfg["run"]["seed"], w, info["obs_dim"], info["discrete"])
-                for w, (env, info, sp) in enumerate(built)]
+    samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
     summary = engine.run()
     output.close()
