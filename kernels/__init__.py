@@ -1,32 +1,36 @@
 """Compiled kernels (numba): plain arrays in and out; no MPI, gymnasium or config here.
 
 Installed as ``nigt_hpc.kernels`` (``setup.py`` maps the top-level ``kernels/`` folder).
+By job: ``heads``, ``mlp`` (per-step passes), ``linear_softmax`` (fast paths), ``layout``
+(theta and buffer layout), ``estimators`` (return coefficients, gradients), ``batched``
+(matrix-form gradients), ``envs`` and ``mujoco`` (compiled environments); ``policy`` keeps
+the names these had when they shared one file.
 """
 
-from .policy import (
-    HEAD_GAUSS_LOGSTD,
-    HEAD_GAUSS_SOFTPLUS,
-    HEAD_SOFTMAX,
-    SIGMA_MIN,
-    act,
+from .estimators import (
+    gpomdp_coefficients,
+    grad_gpomdp,
+    grad_gpomdp_baseline,
+    grad_is,
+    grad_is_baseline,
+    is_coefficients,
+    is_coefficients_baseline,
+    reward_to_go,
+)
+from .heads import HEAD_GAUSS_LOGSTD, HEAD_GAUSS_SOFTPLUS, HEAD_SOFTMAX, SIGMA_MIN
+from .layout import (
     act_dim_of,
-    act_noise,
     act_row,
     aligned_copy,
     aligned_empty,
-    grad_gpomdp,
-    grad_is,
     init_theta,
     is_aligned,
-    is_coefficients,
-    logp_batch,
     n_params,
     net_out_dim,
-    reward_to_go,
     row_buffers,
-    score_sum,
     work_size,
 )
+from .mlp import act, act_noise, logp_batch, score_sum
 from .warmup import warmup
 
 __all__ = [
@@ -40,11 +44,15 @@ __all__ = [
     "act_row",
     "aligned_copy",
     "aligned_empty",
+    "gpomdp_coefficients",
     "grad_gpomdp",
+    "grad_gpomdp_baseline",
     "grad_is",
+    "grad_is_baseline",
     "init_theta",
     "is_aligned",
     "is_coefficients",
+    "is_coefficients_baseline",
     "logp_batch",
     "n_params",
     "net_out_dim",

@@ -1,6 +1,6 @@
 """Gradient passes at matrix speed: the whole trajectory at once, as matrix products.
 
-The per-step kernels in ``policy.py`` run one observation at a time through the network
+The per-step kernels in ``mlp.py`` run one observation at a time through the network
 (matrix-vector work, a few GFLOP/s).  Here a trajectory's ``T`` observations go through
 each layer as one ``T x n_in`` by ``n_in x n_out`` product (BLAS through numpy), and the
 backward pass is two more products per layer: ``grad W_l = H_l^T Delta_l`` and
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policy import (
-    HEAD_GAUSS_SOFTPLUS,
-    HEAD_SOFTMAX,
-    LOG_SQRT_2PI,
-    SIGMA_MIN,
+from .estimators import (
+    gpomdp_coefficients,
     is_coefficients,
+    is_coefficients_baseline,
     reward_to_go,
 )
+from .heads import HEAD_GAUSS_SOFTPLUS, HEAD_SOFTMAX, LOG_SQRT_2PI, SIGMA_MIN
 
 # Where the matrix form beats the per-step kernels: each numpy call costs about a
 # microsecond, 45-110 µs per trajectory in all, so short trajectories stay per-step.
@@ -190,19 +189,40 @@ def score_sum(theta, sizes, head, obs, acts, coef, out):
 
 
 def grad_gpomdp(theta, sizes, head, obs, acts, rew, gamma, weight, out):
-    """Add ``weight * g_H`` to ``out``: ``policy.grad_gpomdp`` in matrix form."""
+    """Add ``weight * g_H`` to ``out``: ``estimators.grad_gpomdp`` in matrix form."""
     coef = np.empty(rew.shape[0])
     reward_to_go(rew, gamma, weight, coef)
     score_sum(theta, sizes, head, obs, acts, coef, out)
 
 
 def grad_is(theta, sizes, head, obs, acts, rew, logp_behaviour, gamma, clip, weight, out):
-    """Add ``weight * g_IS``: ``policy.grad_is`` in matrix form (one forward pass for both
+    """Add ``weight * g_IS``: ``estimators.grad_is`` in matrix form (one forward pass for both
     the target log-probabilities and the gradient)."""
     ws = workspace(sizes, obs.shape[0])
     hs, z = forward(theta, sizes, obs, ws)
     lp = head_logp(theta, sizes, head, z, acts)
     coef = np.empty(rew.shape[0])
     is_coefficients(lp, logp_behaviour, rew, gamma, clip, weight, coef)
+    dz = head_score(theta, sizes, head, z, acts, coef, out)
+    backward(theta, sizes, hs, dz, out, ws)
+
+
+def grad_gpomdp_baseline(theta, sizes, head, obs, acts, rew, base, gamma, weight, out):
+    """Add ``weight * sum_t (G_t - base[t]) grad log pi``: ``estimators.grad_gpomdp_baseline``
+    in matrix form."""
+    coef = np.empty(rew.shape[0])
+    gpomdp_coefficients(rew, gamma, base, weight, coef)
+    score_sum(theta, sizes, head, obs, acts, coef, out)
+
+
+def grad_is_baseline(theta, sizes, head, obs, acts, rew, logp_behaviour, base, gamma, clip,
+                     weight, out):
+    """Add ``weight * g_IS`` with baseline ``base``: ``estimators.grad_is_baseline`` in matrix
+    form."""
+    ws = workspace(sizes, obs.shape[0])
+    hs, z = forward(theta, sizes, obs, ws)
+    lp = head_logp(theta, sizes, head, z, acts)
+    coef = np.empty(rew.shape[0])
+    is_coefficients_baseline(lp, logp_behaviour, rew, gamma, clip, base, weight, coef)
     dz = head_score(theta, sizes, head, z, acts, coef, out)
     backward(theta, sizes, hs, dz, out, ws)

@@ -26,16 +26,11 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import types
 
-from .policy import (
-    CACHE,
-    HEAD_SOFTMAX,
-    act_linear_softmax,
-    act_noise,
-    grad_gpomdp,
-    njit,
-    reward_to_go,
-    score_sum_linear_softmax_kept,
-)
+from .estimators import grad_gpomdp, reward_to_go
+from .heads import HEAD_SOFTMAX
+from .jit import CACHE, njit
+from .linear_softmax import act_linear_softmax, score_sum_linear_softmax_kept
+from .mlp import act_noise
 
 # gymnasium squares np.float64 scalars with ``x**2``, which NumPy and CPython compute with
 # libm's pow(); pow(x, 2) differs from x*x in about 1 of 1200 inputs (measured).  LLVM
@@ -298,7 +293,7 @@ def _step_cartpole(state, params, a, a_is_f32, obs, row):
 def _step_acrobot(state, params, a, a_is_f32, obs, row):
     """Acrobot-v1: one RK4 step of the "book" dynamics.
 
-    The one kernel left on numba's "python" error model (``policy.njit``): with numpy's,
+    The one kernel left on numba's "python" error model (``jit.njit``): with numpy's,
     this step ran 9% slower (3.18M -> 2.90M steps/s, three runs each; the cause was not
     traced).  Its divisors stay above 0.5 for every state, so the checks never fire.
     """
@@ -512,7 +507,7 @@ def rollout(kind, state, params, t0, t_end, theta, sizes, head, noise, a_center,
     episode at the time limit / horizon through ``t_end`` and may resume by calling again
     with ``t0`` = steps done (the sampler polls MPI between chunks).
 
-    A linear softmax policy goes through ``policy.act_linear_softmax`` (the same numbers
+    A linear softmax policy goes through ``linear_softmax.act_linear_softmax`` (the same numbers
     as ``act_noise``, several times faster); with a non-empty ``kept`` ((H, n_out + 1)),
     row ``t`` then keeps the step's exps and their sum, so a gradient pass needs no second
     forward pass (``rollout_grad``); pass ``np.empty((0, 0))`` otherwise.  (Not a default

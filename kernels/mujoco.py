@@ -19,7 +19,7 @@ No fastmath (PITFALLS N6).  ``p`` holds the env's settings (see ``P_*``).
 
 import math
 
-from .policy import CACHE, njit
+from .jit import CACHE, njit
 
 HOPPER = 0
 WALKER2D = 1

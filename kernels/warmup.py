@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from . import envs as KE
+from . import estimators as KS
 from . import mujoco as KM
 from . import policy as P
 
@@ -38,6 +39,13 @@ def warmup() -> float:
         g = np.zeros_like(theta)
         P.grad_gpomdp(theta, sizes, head, obs, acts, rew, 0.99, 1.0, g)
         P.grad_is(theta, sizes, head, obs, acts, rew, np.full(2, lp), 0.99, 1.0, 1.0, g)
+        base = np.zeros(2)  # the estimator's baselines (nigt_hpc.estimator)
+        KS.grad_gpomdp_baseline(theta, sizes, head, obs, acts, rew, base, 0.99, 1.0, g)
+        KS.grad_is_baseline(theta, sizes, head, obs, acts, rew, np.full(2, lp), base, 0.99, 1.0,
+                            1.0, g)
+        coef = np.empty(2)  # the matrix-form kernels call these two from Python
+        KS.gpomdp_coefficients(rew, 0.99, base, 1.0, coef)
+        KS.is_coefficients_baseline(np.zeros(2), np.zeros(2), rew, 0.99, 1.0, base, 1.0, coef)
     _warm_envs()
     return time.perf_counter() - t0
 

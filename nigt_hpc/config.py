@@ -119,6 +119,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "reuse_stale": F(False, "bool"),
         "is_clip": F(1.0, "float", gt=0, le=1e6, help="c-bar, truncation of importance ratios"),
     },
+    "estimator": {
+        "baseline": F("none", "str", choices=("none", "time", "linear"),
+                      help="b_t subtracted from G_t, fitted on earlier trajectories only"),
+        "time_rate": F(0.05, "float", ge=0, le=1,
+                       help="time: least weight of a new trajectory in the mean (0 = plain)"),
+        "linear_reg": F(1e-5, "float", ge=0, help="linear: ridge coefficient of the fit"),
+        "linear_every": F(10, "int", ge=0,
+                          help="linear: refit after this many trajectories (0 = per round)"),
+        "obs_clip": F(10.0, "float", gt=0, help="linear: features clip the observation"),
+    },
     "delays": {
         "compute": F("none", "str", choices=("none", "const", "sqrt", "linear", "exp",
                                              "from_list")),

@@ -2,8 +2,9 @@
 
 Seeds are drawn per (run seed, global worker index, episode index) so a worker's
 trajectories do not depend on how many ranks share the work.  Every trajectory keeps the
-behaviour ``log pi`` of each step, so the importance-weighted kernel can re-use it later.
-No MPI here.
+behaviour ``log pi`` of each step, so the importance-weighted kernel can re-use it later,
+and, with a baseline (``nigt_hpc.estimator``), the ``b_t`` it was given when it finished.
+``make_sampler`` builds a Sampler from a config.  No MPI here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import kernels as K
 from .envs.compiled import CompiledEnv
+from .estimator import make_baseline
 from .kernels import batched as KB
 from .kernels import envs as KE
 from .policy import PolicySpec
@@ -37,6 +39,7 @@ class Trajectory:
     terminated: bool
     truncated: bool
     resumed: bool = False  # begun at an earlier theta: its gradient needs g_IS
+    base: np.ndarray | None = None  # b_t from earlier trajectories; None: no baseline
 
     @property
     def T(self) -> int:
@@ -51,7 +54,8 @@ class Trajectory:
     def copy(self) -> Trajectory:
         """Return a copy that owns its arrays (the sampler reuses its buffers)."""
         return Trajectory(self.obs.copy(), self.acts.copy(), self.rew.copy(), self.logp.copy(),
-                          self.episode, self.terminated, self.truncated, self.resumed)
+                          self.episode, self.terminated, self.truncated, self.resumed,
+                          None if self.base is None else self.base.copy())
 
 
 def episode_seeds(seed: int, worker: int, episode: int) -> tuple[int, np.random.Generator]:
@@ -113,10 +117,14 @@ class _Noise:
 
 
 class Sampler:
-    """Runs episodes of one worker at a given theta and turns them into gradients."""
+    """Runs episodes of one worker at a given theta and turns them into gradients.
+
+    ``baseline``: None, or a baseline of ``nigt_hpc.estimator`` that gives each finished
+    trajectory its ``b_t`` and then learns from it; ``add_grad`` and ``add_grad_is`` use it.
+    """
 
     def __init__(self, env, spec: PolicySpec, horizon: int, gamma: float, seed: int,
-                 worker: int, obs_dim: int, discrete: bool):
+                 worker: int, obs_dim: int, discrete: bool, baseline=None):
         self.env = env
         self.spec = spec
         self.horizon = int(horizon)
@@ -146,6 +154,34 @@ class Sampler:
         self._pending: tuple | None = None
         # compiled classic-control env: dynamics and policy run in one compiled loop
         self.compiled = isinstance(env, CompiledEnv)
+        self.baseline = baseline
+        self._G = np.empty(H)  # G_t of the last finished trajectory (for the baseline)
+        self._base = np.empty(H)  # its b_t
+
+    def end_round(self) -> None:
+        """Tell the baseline a round ended (the linear baseline refits).  Engines call it
+        after the round's Allreduce, before the next round samples."""
+        if self.baseline is not None:
+            self.baseline.end_round()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Return the baseline's state as plain arrays (empty without a baseline)."""
+        return {} if self.baseline is None else self.baseline.state()
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Set the baseline's state from ``state()``'s arrays."""
+        if self.baseline is not None:
+            self.baseline.restore(state)
+
+    def _finish(self, traj: Trajectory) -> Trajectory:
+        """Give a finished trajectory its ``b_t`` (from earlier trajectories), then let the
+        baseline learn its ``G_t``: this order keeps ``E[g]`` unchanged."""
+        T = traj.T
+        G, b = self._G[:T], self._base[:T]
+        K.reward_to_go(traj.rew, self.gamma, 1.0, G)
+        self.baseline.observe(traj.obs, G, b)
+        traj.base = b
+        return traj
 
     def _aligned(self, theta: np.ndarray) -> np.ndarray:
         """Return ``theta``, or a copy of it on a 64-byte boundary if it is not on one
@@ -184,7 +220,15 @@ class Sampler:
         """
         theta = self._aligned(theta)
         if self.compiled:
-            return self._rollout_compiled(theta, poll, poll_every, on_step, keep)
+            traj = self._rollout_compiled(theta, poll, poll_every, on_step, keep)
+        else:
+            traj = self._rollout_env(theta, poll, poll_every, on_step, keep)
+        if traj is None or self.baseline is None:
+            return traj
+        return self._finish(traj)
+
+    def _rollout_env(self, theta, poll, poll_every, on_step, keep):
+        """``rollout`` for a gymnasium (or direct MuJoCo) env: one Python call per step."""
         if self._pending is not None:
             T, s, noise, episode = self._pending
             self._pending = None
@@ -332,15 +376,34 @@ class Sampler:
         kern = KB if KB.use_batched(traj.T, len(theta)) else K
         if kern is K:
             theta = self._aligned(theta)
-        kern.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
-                         self.gamma, float(weight), out)
+        if traj.base is None:  # no baseline: the estimator of the paper, unchanged
+            kern.grad_gpomdp(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
+                             self.gamma, float(weight), out)
+        else:
+            kern.grad_gpomdp_baseline(theta, spec.sizes, spec.head, traj.obs, traj.acts,
+                                      traj.rew, traj.base, self.gamma, float(weight), out)
 
     def add_grad_is(self, theta: np.ndarray, traj: Trajectory, clip: float, weight: float,
                     out: np.ndarray) -> None:
-        """Add ``weight * g_IS(traj; theta, beta)``, beta the theta it was sampled at."""
+        """Add ``weight * g_IS(traj; theta, beta)``, beta the theta it was sampled at (with
+        the trajectory's baseline, ``kernels.is_coefficients_baseline``)."""
         spec = self.spec
         kern = KB if KB.use_batched(traj.T, len(theta)) else K
         if kern is K:
             theta = self._aligned(theta)
-        kern.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew, traj.logp,
-                     self.gamma, float(clip), float(weight), out)
+        if traj.base is None:
+            kern.grad_is(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
+                         traj.logp, self.gamma, float(clip), float(weight), out)
+        else:
+            kern.grad_is_baseline(theta, spec.sizes, spec.head, traj.obs, traj.acts, traj.rew,
+                                  traj.logp, traj.base, self.gamma, float(clip), float(weight),
+                                  out)
+
+
+def make_sampler(cfg: dict, env, spec: PolicySpec, info: dict, worker: int) -> Sampler:
+    """Return worker ``worker``'s Sampler on ``env`` for config ``cfg`` (``env.horizon``,
+    ``env.gamma``, ``run.seed`` and the ``[estimator]`` table)."""
+    H = cfg["env"]["horizon"]
+    return Sampler(env, spec, H, cfg["env"]["gamma"], cfg["run"]["seed"], worker,
+                   info["obs_dim"], info["discrete"],
+                   baseline=make_baseline(cfg["estimator"], H, info["obs_dim"]))

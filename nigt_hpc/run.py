@@ -15,7 +15,7 @@ import numpy as np
 from . import __version__, config, envs, kernels, limits, rundir, trained
 from .config import ConfigError
 from .policy import make_spec
-from .rollout import Sampler
+from .rollout import make_sampler
 from .timers import Timers
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
@@ -304,8 +304,7 @@ def _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg,
 
     sampler = None
     if worker >= 0:
-        sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                          cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
+        sampler = make_sampler(cfg, env, spec, info, worker)
     kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
           "on_checkpoint": on_checkpoint if rank == 0 else None}
     cls = AFedPGEngine if afedpg else MPIEngine
@@ -381,9 +380,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     if not quiet:
         print(f"nigt-hpc simulate: {cfg['algo']['name']} on {cfg['env']['id']}, {n} virtual "
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
-    samplers = [Sampler(env, sp, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                        cfg["run"]["seed"], w, info["obs_dim"], info["discrete"])
-                for w, (env, info, sp) in enumerate(built)]
+    samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
     summary = engine.run()
     output.close()

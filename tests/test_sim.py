@@ -9,7 +9,7 @@ import pytest
 from nigt_hpc import config, kernels, run
 from nigt_hpc.engine.common import one_gradient_stats
 from nigt_hpc.engine.sim import SimEngine
-from nigt_hpc.rollout import Sampler
+from nigt_hpc.rollout import make_sampler
 from nigt_hpc.timers import Timers
 
 PENDULUM = ["env.id=Pendulum-v1", "env.horizon=20", "run.target_return=inf"]
@@ -18,8 +18,7 @@ PENDULUM = ["env.id=Pendulum-v1", "env.horizon=20", "run.target_return=inf"]
 def sim(n, sets, rows=None):
     cfg = config.load(None, PENDULUM + list(sets) + [f"sim.workers={n}"])
     built = [run.build(cfg, w) for w in range(n)]
-    samplers = [Sampler(e, sp, cfg["env"]["horizon"], cfg["env"]["gamma"], cfg["run"]["seed"],
-                        w, i["obs_dim"], i["discrete"]) for w, (e, i, sp) in enumerate(built)]
+    samplers = [make_sampler(cfg, e, sp, i, w) for w, (e, i, sp) in enumerate(built)]
     theta0 = built[0][2].init_theta(0, -0.5)
     eng = SimEngine(cfg, samplers, theta0, Timers(),
                     on_round=rows.append if rows is not None else None)

@@ -3,7 +3,7 @@
 from nigt_hpc import config, run
 from nigt_hpc.engine.afedpg import AFedPGEngine
 from nigt_hpc.engine.mpi import MPIEngine
-from nigt_hpc.rollout import Sampler
+from nigt_hpc.rollout import make_sampler
 from nigt_hpc.timers import Timers
 
 
@@ -22,8 +22,7 @@ def engine_for(comm, sets, collect=None):
     env, info, spec = run.build(cfg, max(worker, 0))
     sampler = None
     if worker >= 0:
-        sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"],
-                          cfg["run"]["seed"], worker, info["obs_dim"], info["discrete"])
+        sampler = make_sampler(cfg, env, spec, info, worker)
     theta0 = spec.init_theta(cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     timers = Timers()
     cls = AFedPGEngine if afedpg else MPIEngine
