@@ -270,6 +270,7 @@ class MPIEngine:
                 self.opt.initialise(g)
             else:
                 self.opt.step(g)
+            self.sampler.end_round()  # a linear baseline refits at round boundaries
             self.rounds = rnd
             record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
             stop = self.book.should_stop(rnd, time_s, 0)

@@ -167,6 +167,8 @@ class SimEngine:
             self.opt.initialise(g)
         else:
             self.opt.step(g)
+        for sampler in self.samplers:  # a linear baseline refits at round boundaries
+            sampler.end_round()
         self.rounds = rnd
         record = self.book.record(rnd, self.now, stats, rets, self.opt.theta)
         stop = self.book.should_stop(rnd, self.now, 0)
