@@ -248,102 +248,94 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                   sys.stdout, flush=True)
         return 2 if err is not None else 0
 
-    stop_flag = StopFlag().install()
-    try:
-        return _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg,
-                          worker, env, info, spec, run_dir, ckpt, lock, run_id, stop_flag)
-    finally:
-        stop_flag.uninstall()
-
-
-def _train_run(cfg, comm, out, force, quiet, resume, result, rank, size, afedpg, worker, env,
-               info, spec, run_dir, ckpt, lock, run_id, stop_flag) -> int:
-    """The part of :func:`train` after every input is validated and the directory claimed."""
     from . import checkpoint
     from .engine.afedpg import AFedPGEngine
     from .engine.mpi import MPIEngine
     from .metrics import RunOutput, write_json
 
-    timers = Timers()
-    if rank == 0 and not quiet:  # a cold start compiles for tens of seconds: say so first
-        print("loading the compiled kernels (the first run with a fresh cache "
-              "compiles them, about 20-60 s; later runs load them in under a second)",
-              flush=True)
-    timers.extra["compile_s"] = warmup_node_ordered(comm)
-    if rank == 0 and not quiet and timers.extra["compile_s"] > 2.0:
-        print(f"      kernels compiled in {timers.extra['compile_s']:.0f} s; cached for the "
-              "next run", flush=True)
-    theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
-                             else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
-    output = None
-    if rank == 0:
-        meta = {"run_id": run_id, "ranks": size, "workers": n_workers(cfg, size),
-                "d": len(theta0), **versions()}
-        if resume:
-            meta["resumed_from_round"] = ckpt[1]["round"]
-
-        def begin() -> None:  # at the first round: a run failing before it leaves no files
+    stop_flag = StopFlag().install()
+    try:  # the handlers are given back however the run ends (a notebook keeps its Ctrl-C)
+        timers = Timers()
+        if rank == 0 and not quiet:  # a cold start compiles for tens of seconds: say so first
+            print("loading the compiled kernels (the first run with a fresh cache "
+                  "compiles them, about 20-60 s; later runs load them in under a second)",
+                  flush=True)
+        timers.extra["compile_s"] = warmup_node_ordered(comm)
+        if rank == 0 and not quiet and timers.extra["compile_s"] > 2.0:
+            print(f"      kernels compiled in {timers.extra['compile_s']:.0f} s; cached for the "
+                  "next run", flush=True)
+        theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
+                                 else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
+        output = None
+        if rank == 0:
+            meta = {"run_id": run_id, "ranks": size, "workers": n_workers(cfg, size),
+                    "d": len(theta0), **versions()}
             if resume:
-                _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
-            else:
-                prepare_run_dir(run_dir, force)
-            rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
+                meta["resumed_from_round"] = ckpt[1]["round"]
 
-        output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
-        if not quiet:
-            what = f"resuming after round {ckpt[1]['round']}" if resume else "run directory"
-            print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
-                  f"rank(s), d = {len(theta0)}, {what} {run_dir}", flush=True)
+            def begin() -> None:  # at the first round: a run failing before it leaves no files
+                if resume:
+                    _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
+                else:
+                    prepare_run_dir(run_dir, force)
+                rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
 
-    def on_checkpoint(arrays: dict, state: dict) -> None:
-        output.open()
-        output.fh.flush()
-        state["metrics_offset"] = output.fh.tell()
-        state["run_id"] = run_id
-        checkpoint.save(run_dir, arrays, state)
+            output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
+            if not quiet:
+                what = f"resuming after round {ckpt[1]['round']}" if resume else "run directory"
+                print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
+                      f"rank(s), d = {len(theta0)}, {what} {run_dir}", flush=True)
 
-    sampler = None
-    if worker >= 0:
-        sampler = make_sampler(cfg, env, spec, info, worker)
-    kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
-          "on_checkpoint": on_checkpoint if rank == 0 else None}
-    cls = AFedPGEngine if afedpg else MPIEngine
-    engine = cls(cfg, comm, sampler, theta0, timers, **kw)
-    if ckpt is not None:
-        engine.restore(*ckpt)
-    if output is not None:
-        # which control plane ran (Rennala: rma or p2p, by mpi.control or its probe); the
-        # config.toml that records it is written at the first round
-        meta["control"] = getattr(engine, "control_name", None) or "parameter server"
-        if not quiet and getattr(engine, "control_probe_s", None) is not None:
-            print(f"      control plane: {engine.control_name} (probe: a Fetch_and_op took "
-                  f"{1e3 * engine.control_probe_s:.2f} ms while rank 0 computed)", flush=True)
-        output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
-                                  / max(1e-9, time.perf_counter() - engine.t_start))
-    summary = engine.run()
-    profiles = comm.gather({"rank": rank, **timers.as_dict(), "max_rss_mb": max_rss_mb()},
-                           root=0)
-    traces = comm.gather(summary.pop("trace", None), root=0)
-    if rank == 0:
-        output.close()
-        write_json(os.path.join(run_dir, "profile.json"),
-                   {"ranks": profiles, "wall_s": summary["wall_s"]})
-        rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
-                            lambda fh: np.save(fh, summary["theta"]))
-        deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet)
-        if cfg["run"]["trace"]:
-            write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
-        if not quiet:
-            before = ckpt[1]["book"]["env_steps"] if ckpt else None
-            print(summary_text(summary, run_dir, profiles, before), flush=True)
-        lock.release()
-    if env is not None:
-        env.close()
-    if result is not None:
-        result.update(run_dir=run_dir, summary={k: v for k, v in summary.items()
-                                                if k != "theta"})
-    return stop_flag.exit_status() if summary.get("signalled") else 0
+        def on_checkpoint(arrays: dict, state: dict) -> None:
+            output.open()
+            output.fh.flush()
+            state["metrics_offset"] = output.fh.tell()
+            state["run_id"] = run_id
+            checkpoint.save(run_dir, arrays, state)
 
+        sampler = None
+        if worker >= 0:
+            sampler = make_sampler(cfg, env, spec, info, worker)
+        kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
+              "on_checkpoint": on_checkpoint if rank == 0 else None}
+        cls = AFedPGEngine if afedpg else MPIEngine
+        engine = cls(cfg, comm, sampler, theta0, timers, **kw)
+        if ckpt is not None:
+            engine.restore(*ckpt)
+        if output is not None:
+            # which control plane ran (Rennala: rma or p2p, by mpi.control or its probe); the
+            # config.toml that records it is written at the first round
+            meta["control"] = getattr(engine, "control_name", None) or "parameter server"
+            if not quiet and getattr(engine, "control_probe_s", None) is not None:
+                print(f"      control plane: {engine.control_name} (probe: a Fetch_and_op took "
+                      f"{1e3 * engine.control_probe_s:.2f} ms while rank 0 computed)", flush=True)
+            output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
+                                      / max(1e-9, time.perf_counter() - engine.t_start))
+        summary = engine.run()
+        profiles = comm.gather({"rank": rank, **timers.as_dict(), "max_rss_mb": max_rss_mb()},
+                               root=0)
+        traces = comm.gather(summary.pop("trace", None), root=0)
+        if rank == 0:
+            output.close()
+            write_json(os.path.join(run_dir, "profile.json"),
+                       {"ranks": profiles, "wall_s": summary["wall_s"]})
+            rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
+                                lambda fh: np.save(fh, summary["theta"]))
+            deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet)
+            if cfg["run"]["trace"]:
+                write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
+            if not quiet:
+                before = ckpt[1]["book"]["env_steps"] if ckpt else None
+                print(summary_text(summary, run_dir, profiles, before), flush=True)
+            lock.release()
+        if env is not None:
+            env.close()
+        if result is not None:
+            result.update(run_dir=run_dir, summary={k: v for k, v in summary.items()
+                                                    if k != "theta"})
+        return stop_flag.exit_status() if summary.get("signalled") else 0
+    finally:
+        stop_flag.uninstall()
 
 def simulate(cfg: dict, out: str | None = None, force: bool = False,
              quiet: bool = False, result: dict | None = None) -> int:
