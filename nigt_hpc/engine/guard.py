@@ -53,7 +53,7 @@ _REAL_EXIT = os._exit
 class RoundGuard:
     """Abort channel, boundary watchdog and heartbeat thread of one rank (see module doc)."""
 
-    def __init__(self, comm: MPI.Comm, stop_flag, cfg: dict, phase_names=None):
+    def __init__(self, comm: MPI.Comm, stop_flag, cfg: dict):
         self.comm = comm
         self.rank, self.n = comm.Get_rank(), comm.Get_size()
         self.stop_flag = stop_flag
@@ -73,6 +73,7 @@ class RoundGuard:
         self.silent = None  # rank 0: () -> ranks that reported nothing this round
         self.lock = threading.Lock()  # held by the main thread while boundary state changes
         self._abort_buf = np.zeros(1, dtype=np.int64)
+        self._abort_out = np.array([self.rank], dtype=np.int64)
         self._abort_req: MPI.Request | None = None
         self._abort_sends: list = []
         self._thread: threading.Thread | None = None
@@ -162,8 +163,7 @@ class RoundGuard:
             self.sent_abort = True
             return
         self.sent_abort = True
-        self._abort_buf_out = np.array([self.rank], dtype=np.int64)
-        self._abort_sends = [self.comm.Isend(self._abort_buf_out, dest=j, tag=TAG_ABORT)
+        self._abort_sends = [self.comm.Isend(self._abort_out, dest=j, tag=TAG_ABORT)
                              for j in range(self.n) if j != self.rank]
 
     def waiting_for(self) -> str:
@@ -180,12 +180,6 @@ class RoundGuard:
         if self.stop_flag is not None and self.stop_flag.signum is not None:
             return 128 + self.stop_flag.signum
         return 1
-
-    def stopping(self) -> bool:
-        """Return whether a stop signal or the time limit has arrived."""
-        elapsed = time.monotonic() - self.t_start
-        return (self.signal_at is not None or self.aborting
-                or (self.max_time_s > 0 and elapsed > self.max_time_s))
 
     def bound(self, shrink: bool = True) -> float:
         """Return the watchdog bound in force now (seconds); ``shrink=False`` ignores what a
