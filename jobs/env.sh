@@ -67,20 +67,26 @@ print(MPI.Get_library_version().replace("\0", "").strip().splitlines()[0])
 PY
 }
 
+# The srun --mpi= plugin an MPI library needs (PITFALLS C2); empty if unknown.
+nigt_pmi_for() {
+    case "$1" in
+        *"Open MPI"*) echo pmix ;;
+        *MPICH*|*MVAPICH*|*"Intel(R) MPI"*) echo pmi2 ;;
+    esac
+}
+
 # Sets NIGT_LAUNCH (an array): srun with the PMI that matches the MPI, or mpiexec.
 nigt_launcher() {
     NIGT_MPI_LIB=$(nigt_mpi_library) || nigt_die "python cannot load mpi4py (python is $(command -v python))"
     if [ -n "${SLURM_JOB_ID:-}" ]; then
+        NIGT_PMI_FOR_LIB=$(nigt_pmi_for "$NIGT_MPI_LIB")
         if [ -z "${PMI:-}" ]; then
-            case "$NIGT_MPI_LIB" in
-                *"Open MPI"*) PMI=pmix ;;
-                *MPICH*|*MVAPICH*|*"Intel(R) MPI"*) PMI=pmi2 ;;
-                *) nigt_die "no srun --mpi= known for '$NIGT_MPI_LIB': export PMI=pmi2 (MPICH family) or PMI=pmix (Open MPI)" ;;
-            esac
+            PMI=$NIGT_PMI_FOR_LIB
+            [ -n "$PMI" ] || nigt_die "no srun --mpi= known for '${NIGT_MPI_LIB%%,*}': export PMI=pmi2 (MPICH family) or PMI=pmix (Open MPI)"
         fi
         local plugins
         if plugins=$(srun --mpi=list 2>&1) && ! grep -qw -- "$PMI" <<<"$plugins"; then
-            nigt_die "this Slurm has no srun --mpi=$PMI plugin (needed for $NIGT_MPI_LIB); it has: $(grep -oE '^\s*(none|pmi2|pmix[_a-z0-9]*|cray_shasta)\s*$' <<<"$plugins" | xargs)"
+            nigt_die "this Slurm has no srun --mpi=$PMI plugin (needed for ${NIGT_MPI_LIB%%,*}); it has: $(grep -oE '^\s*(none|pmi2|pmix[_a-z0-9]*|cray_shasta)\s*$' <<<"$plugins" | xargs)"
         fi
         # MPICH's default PMI-1 client works with srun --mpi=pmi2 (the plugin serves both);
         # MPIR_CVAR_PMI_VERSION=2 fails there ("MPIR_pmi_init: Internal MPI error", MPICH 5.0.2).
@@ -100,11 +106,11 @@ nigt_launcher() {
                 # Open MPI refuses root unless told (containers, CI): say so instead of failing.
                 if [ "$(id -u)" = 0 ]; then NIGT_LAUNCH+=(--allow-run-as-root); fi ;;
             *"Open MPI"*/*|*/*"Open MPI"*|*/*OpenRTE*)
-                nigt_die "$MPIEXEC is not the mpiexec of $NIGT_MPI_LIB (mpi4py's MPI): export MPIEXEC=/path/to/the/matching/mpiexec" ;;
+                nigt_die "$MPIEXEC is not the mpiexec of ${NIGT_MPI_LIB%%,*} (mpi4py's MPI): export MPIEXEC=/path/to/the/matching/mpiexec" ;;
             *) NIGT_LAUNCH=("$MPIEXEC") ;;
         esac
     fi
-    echo "launcher: ${NIGT_LAUNCH[*]}  (MPI: $NIGT_MPI_LIB)"
+    echo "launcher: ${NIGT_LAUNCH[*]}  (MPI: ${NIGT_MPI_LIB%%,*})"
 }
 
 log_versions() {
@@ -133,11 +139,20 @@ PY
 # Start N ranks and check they form one world of N (PITFALLS S1/C2): a PMI that does not
 # match the MPI gives N separate one-rank worlds, or none.
 nigt_check_world() {
-    local n=$1 sizes
-    sizes=$("${NIGT_LAUNCH[@]}" -n "$n" python -c \
-        "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_size())" 2>&1) || true
-    if [ "$(grep -cx -- "$n" <<<"$sizes")" != "$n" ]; then
-        nigt_die "world size check failed: ${NIGT_LAUNCH[*]} -n $n gave sizes [$(grep -xE '[0-9]+' <<<"$sizes" | xargs)], not $n x $n; the PMI does not match $NIGT_MPI_LIB (MPICH: srun --mpi=pmi2, Open MPI: srun --mpi=pmix). Last output: $(tail -n 1 <<<"$sizes")"
+    local n=$1 out sizes
+    # Only each world's rank 0 prints, tagged: one world of n gives one "n"; n one-rank
+    # worlds give n "1"s (the tag survives output from several ranks landing on one line).
+    out=$("${NIGT_LAUNCH[@]}" -n "$n" python -c "from mpi4py import MPI
+c = MPI.COMM_WORLD
+if c.Get_rank() == 0: print('nigt-world-size=%d' % c.Get_size(), flush=True)" 2>&1) || true
+    sizes=$(grep -oE 'nigt-world-size=[0-9]+' <<<"$out" | cut -d= -f2 | xargs)
+    if [ "$sizes" != "$n" ]; then
+        local fix="the mpiexec must belong to mpi4py's MPI: export MPIEXEC=/path/to/it"
+        if [ -n "${SLURM_JOB_ID:-}" ]; then
+            fix="MPICH: srun --mpi=pmi2, Open MPI: srun --mpi=pmix"
+            [ -n "${NIGT_PMI_FOR_LIB:-}" ] && fix="${NIGT_MPI_LIB%%,*} needs srun --mpi=$NIGT_PMI_FOR_LIB: export PMI=$NIGT_PMI_FOR_LIB or unset PMI"
+        fi
+        nigt_die "world size check failed: ${NIGT_LAUNCH[*]} -n $n started worlds of sizes [$sizes], not one of $n ($fix); its last line: $(tail -n 1 <<<"$out")"
     fi
     echo "world size: $n ranks in one MPI_COMM_WORLD, as asked"
 }

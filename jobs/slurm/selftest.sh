@@ -196,6 +196,7 @@ unset ALGOS NIGT_SET
 KR="$T/runs/killed"
 J=$(ALGOS=rennala_nigt NIGT_SET="run.max_rounds=0 run.max_env_steps=0 run.max_time_s=600 run.target_return=inf" \
     submit --ntasks=2 jobs/slurm/scenarios.sbatch "$CONFIG" "$KR" 0)
+no_rank_left() { ! pgrep -f "[n]igt-hpc train.*$KR" >/dev/null; }  # [n]: not this pgrep
 rank1() {  # PID of job $J's rank 1 (the task whose environment says SLURM_PROCID=1)
   local p
   for p in $(pgrep -f 'nigt-hpc train'); do
@@ -212,7 +213,7 @@ if wait_for "$J" 600 has_lines "$KR/rennala_nigt-s0/metrics.jsonl" 3 && R1=$(ran
   show "$J"
   check "killed rank: job FAILED with exit 1" [ "$(field "$J" JobState)/$(field "$J" ExitCode)" = FAILED/1:0 ]
   check "killed rank: the failed run is named" grep -q "^error: 1 run(s) failed: $KR/rennala_nigt-s0" "$(out_of "$J")"
-  check "killed rank: no training process left" bash -c "! pgrep -f 'nigt-hpc train.*$KR' >/dev/null"
+  check "killed rank: no training process left" no_rank_left
 else
   bad "killed rank: the run never got going"; show "$J"
 fi
@@ -227,7 +228,7 @@ for j in "$J" "$JW"; do
   check "scaling job $j: COMPLETED 0:0" [ "$(field "$j" JobState)/$(field "$j" ExitCode)" = COMPLETED/0:0 ]
   check "scaling job $j: scaling.csv has the 1- and 2-rank rows" \
     [ "$(tail -n +2 "$study/study/scaling.csv" 2>/dev/null | cut -d, -f1 | xargs)" = "1 2" ]
-  check "scaling job $j: PNGs written" compgen -G "$study/study/*.png" >/dev/null
+  check "scaling job $j: 3 PNGs written" [ "$(find "$study/study" -name '*.png' | wc -l)" = 3 ]
   check "scaling job $j: the 2-rank run had 2 ranks" grep -qx 'ranks = 2' "$study/n2/config.toml"
 done
 [ -f "$T/runs/strong/study/scaling.csv" ] && { say "strong scaling.csv:"; sed 's/^/    | /' "$T/runs/strong/study/scaling.csv"; }
