@@ -152,6 +152,14 @@ check "wrong PMI: job FAILED" [ "$(field "$J" JobState)" = FAILED ]
 check "wrong PMI: one error line naming the plugin to use" grep -q '^error: world size check failed.*--mpi=' "$(out_of "$J")"
 check "wrong PMI: no run started" [ ! -e "$T/runs/wrongpmi" ]
 
+# ... and the other MPI's plugin (MPICH under pmix, Open MPI under pmi2)
+case "$MPI_LIB" in *"Open MPI"*) OTHER=pmi2 ;; *) OTHER=pmix ;; esac
+J=$(PMI=$OTHER submit --ntasks=2 jobs/slurm/scenarios.sbatch "$CONFIG" "$T/runs/otherpmi" 0)
+wait_end "$J" 120 || bad "--mpi=$OTHER job $J did not end"
+say "job $J (PMI=$OTHER): $(field "$J" JobState) exit $(field "$J" ExitCode): $(grep '^error:' "$(out_of "$J")" || true)"
+check "--mpi=$OTHER: job FAILED at the world-size check" grep -q '^error: world size check failed' "$(out_of "$J")"
+check "--mpi=$OTHER: no run started" [ ! -e "$T/runs/otherpmi" ]
+
 # ---- 2. preemption: USR1 to the batch shell mid-run, NIGT_REQUEUE=1 requeues the job,
 # which skips the finished run and resumes the stopped one; a later resubmission starts
 # no step at all.
