@@ -152,7 +152,10 @@ if c.Get_rank() == 0: print('nigt-world-size=%d' % c.Get_size(), flush=True)" 2>
             fix="MPICH: srun --mpi=pmi2, Open MPI: srun --mpi=pmix"
             [ -n "${NIGT_PMI_FOR_LIB:-}" ] && fix="${NIGT_MPI_LIB%%,*} needs srun --mpi=$NIGT_PMI_FOR_LIB: export PMI=$NIGT_PMI_FOR_LIB or unset PMI"
         fi
-        nigt_die "world size check failed: ${NIGT_LAUNCH[*]} -n $n started worlds of sizes [$sizes], not one of $n ($fix); its last line: $(tail -n 1 <<<"$out")"
+        # The MPI's own complaint says most; srun's closing lines say little.
+        local why
+        why=$(grep -m1 -E "PMI|OMPI|MPI_Init|MPIR_|not built" <<<"$out" || tail -n 1 <<<"$out")
+        nigt_die "world size check failed: ${NIGT_LAUNCH[*]} -n $n started worlds of sizes [$sizes], not one of $n ($fix); it said: $why"
     fi
     echo "world size: $n ranks in one MPI_COMM_WORLD, as asked"
 }
