@@ -4,14 +4,14 @@
 #   bash jobs/local/crosscheck.sh [ALGO] [OUT_DIR] [PER]
 # PER = trajectory (default; the paper's model: worker i spends h_i per gradient) or step
 # (h_i per env step).  AFedPG runs 1 worker + the server on its 2 ranks.
-# Uses the mpiexec next to the Python that runs nigt-hpc (the venv's), else the one on PATH.
+# mpiexec: the one next to `python`, else the first on PATH (printed; MPIEXEC=/path
+# overrides, MPIEXEC_ARGS adds options).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../env.sh"
+nigt_launcher
 ALGO=${1:-rennala_nigt}
 OUT=${2:-runs/crosscheck}
 PER=${3:-trajectory}
-PY=$(command -v python)
-MPIEXEC=$(dirname "$PY")/mpiexec
-[ -x "$MPIEXEC" ] || MPIEXEC=mpiexec
 if [ "$PER" = trajectory ]; then
   UNIT=(--set delays.compute_unit_s=0.01)  # 10 ms and 30 ms per gradient
 else
@@ -23,10 +23,10 @@ COMMON=(--set env.id=Pendulum-v1 --set env.horizon=20 --set run.target_return=in
         --set run.max_rounds=40 --set algo.name="$ALGO" --set algo.M=6 --set algo.M_init=6
         --set delays.compute=from_list --set "delays.compute_list=[1.0, 3.0]"
         --set delays.per="$PER" "${UNIT[@]}" --quiet --force)
-"$MPIEXEC" -n 2 "$PY" -m nigt_hpc train "${COMMON[@]}" --out "$OUT/mpi-$ALGO-$PER"
-"$PY" -m nigt_hpc simulate "${COMMON[@]}" --workers "$WORKERS" --set sim.time_model="$PER" \
+"${NIGT_LAUNCH[@]}" ${MPIEXEC_ARGS:-} -n 2 nigt-hpc train "${COMMON[@]}" --out "$OUT/mpi-$ALGO-$PER"
+nigt-hpc simulate "${COMMON[@]}" --workers "$WORKERS" --set sim.time_model="$PER" \
   --out "$OUT/sim-$ALGO-$PER"
-"$PY" - "$OUT/mpi-$ALGO-$PER" "$OUT/sim-$ALGO-$PER" <<'PY'
+python - "$OUT/mpi-$ALGO-$PER" "$OUT/sim-$ALGO-$PER" <<'PY'
 import json, sys
 import numpy as np
 med = []
