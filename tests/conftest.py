@@ -35,3 +35,16 @@ def has_mujoco() -> bool:
 
 
 needs_mujoco = pytest.mark.skipif(not has_mujoco(), reason="MuJoCo not installed")
+
+
+def pytest_sessionstart(session):
+    """Fill the numba cache once before the first test, outside any test's timeout: a cold
+    compile takes 20-60 s on an idle core and minutes on a loaded machine, and whichever test
+    came first used to pay it inside its own 300 s (or its subprocess's 240 s).  Subprocess
+    tests then load the cache.  Not under mpiexec, where ranks would race on the cache
+    files (each MPI test run warms up through the engines, node rank 0 first)."""
+    if os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK"):
+        return
+    from nigt_hpc import kernels
+
+    kernels.warmup()
