@@ -18,16 +18,22 @@ def _weighted_tail_sums(disc, weight, coef):
         coef[t] = weight * acc
 
 
-@njit(cache=CACHE)
-def reward_to_go(rew, gamma, weight, coef):
-    """Write ``weight * sum_{h>=t} gamma^h r_h`` (gamma counted from step 0) into ``coef``."""
+@njit(cache=CACHE, inline="always")
+def _discounted(rew, gamma):
+    """Return ``gamma^t r_t`` for every step (gamma counted from step 0)."""
     T = rew.shape[0]
     disc = np.empty(T)
     g = 1.0
     for t in range(T):
         disc[t] = g * rew[t]
         g *= gamma
-    _weighted_tail_sums(disc, weight, coef)
+    return disc
+
+
+@njit(cache=CACHE)
+def reward_to_go(rew, gamma, weight, coef):
+    """Write ``weight * sum_{h>=t} gamma^h r_h`` (gamma counted from step 0) into ``coef``."""
+    _weighted_tail_sums(_discounted(rew, gamma), weight, coef)
 
 
 @njit(cache=CACHE)
@@ -77,14 +83,9 @@ def grad_is(theta, sizes, head, obs, acts, rew, logp_behaviour, gamma, clip, wei
 @njit(cache=CACHE)
 def gpomdp_coefficients(rew, gamma, base, weight, coef):
     """Write ``weight * (G_t - base[t])``, ``G_t = sum_{h>=t} gamma^h r_h``, into ``coef``."""
-    T = rew.shape[0]
-    disc = np.empty(T)
-    g = 1.0
-    for t in range(T):
-        disc[t] = g * rew[t]
-        g *= gamma
+    disc = _discounted(rew, gamma)
     acc = 0.0
-    for t in range(T - 1, -1, -1):
+    for t in range(rew.shape[0] - 1, -1, -1):
         acc += disc[t]
         coef[t] = weight * (acc - base[t])
 
