@@ -7,6 +7,7 @@ import numpy as np
 from . import envs as KE
 from . import estimators as KS
 from . import mujoco as KM
+from . import obsnorm as KN
 from . import policy as P
 
 
@@ -36,6 +37,9 @@ def warmup() -> float:
         plan, mem, _ = P.row_buffers(sizes, head, True, np.zeros(k), np.ones(k), 2, 3, k)
         for s in (obs[1], obs[1].astype(np.float32)):  # gymnasium's obs: float64 or float32
             P.act_row(theta, plan, mem, s, 0)
+            for active in (True, False):  # policy.obs_norm's step (nigt_hpc.obsnorm)
+                KN.normalise_observe(s, np.zeros(3), np.ones(3), 10.0, active, np.zeros(7),
+                                     np.empty(3))
         g = np.zeros_like(theta)
         P.grad_gpomdp(theta, sizes, head, obs, acts, rew, 0.99, 1.0, g)
         P.grad_is(theta, sizes, head, obs, acts, rew, np.full(2, lp), 0.99, 1.0, 1.0, g)

@@ -113,13 +113,33 @@ def _check_keys(table: dict, keys: dict, where: str) -> None:
             raise ValueError(f"{where}{key} = {str(table[key])[:40]} is not {what}")
 
 
+def _check_obs_norm(state: dict, obs_dim: int | None) -> None:
+    """The observation statistics (policy.obs_norm) are there exactly when the config
+    asks for them, and restore (nigt_hpc.obsnorm.ObsNorm.restore checks their values)."""
+    from .obsnorm import ObsNorm
+
+    if obs_dim is None:
+        if "obs_norm" in state:
+            raise ValueError("obs_norm holds observation statistics, but policy.obs_norm is "
+                             "off in this config")
+        return
+    st = state.get("obs_norm")
+    if not isinstance(st, dict) or not {"count", "mean", "var"} <= set(st):
+        raise ValueError("obs_norm is missing (policy.obs_norm is on in this config; was the "
+                         "run started with it off?)")
+    try:
+        ObsNorm(obs_dim).restore(st)
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e)) from None
+
+
 def engine_of(algo: str) -> str:
     """Return which engine runs ``algo`` (the STATE_KEYS group)."""
     return "afedpg" if algo == "afedpg" else "mpi"
 
 
 def validate(arrays: dict, state: dict, *, algo: str, ranks: int, d: int, run_id: str | None,
-             window: int, run_dir: str) -> None:
+             window: int, run_dir: str, obs_dim: int | None = None) -> None:
     """Raise ConfigError naming checkpoint.npz and what is wrong, unless it is a checkpoint
     of this run (same run id) that this job can restore: every key the engine reads, of the
     right type, the same algorithm and rank count, and arrays of the policy's d."""
@@ -153,6 +173,7 @@ def validate(arrays: dict, state: dict, *, algo: str, ranks: int, d: int, run_id
             _check_keys(mine, PER_RANK_KEYS, f"per_rank[{r}].")
         if engine == "afedpg" and state["k"] != state["round"] + 1:
             raise ValueError(f"k = {state['k']} does not follow round = {state['round']}")
+        _check_obs_norm(state, obs_dim)
     except ValueError as e:
         raise bad(str(e)) from None
     group = "afedpg" if engine == "afedpg" else ("pg" if algo.endswith("_pg") else "nigt")

@@ -74,6 +74,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "eval_episodes": F(10, "int", ge=0, le=10**6,
                            help="deterministic episodes that choose the delivered policy "
                            "(theta or theta_tilde); 0 = deliver theta unevaluated"),
+        "eval_every_rounds": F(0, "int", ge=0, le=EXACT,
+                               help="every this many rounds, rank 0 runs run.eval_episodes "
+                               "deterministic episodes (metrics field eval_return); 0 = off"),
         "watchdog_s": F(0.0, "float", ge=0, le=7 * 86400.0,
                         help="end the job when a rank has not reached a round's end for this "
                         "long; 0 = automatic (max(120 s, 10 x the longest round))"),
@@ -104,6 +107,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         # std = exp(log_std): beyond +-20 the noise is 2e-9 or 5e8 times the action scale
         "init_log_std": F(-0.5, "float", ge=-20, le=20),
         "init_seed": F(-1, "int", ge=-1, le=INT64, help="seed of theta_0; -1 = run.seed"),
+        "obs_norm": F(False, "bool", help="normalise observations by running statistics of "
+                      "all workers, updated at round boundaries (nigt_hpc/obsnorm.py)"),
+        "obs_norm_clip": F(10.0, "float", gt=0, le=1e6,
+                           help="obs_norm: clip the normalised observation to +-this"),
     },
     "algo": {
         "name": F("rennala_nigt", "str", choices=ALGORITHMS),

@@ -20,6 +20,7 @@ from .envs.compiled import CompiledEnv
 from .estimator import make_baseline
 from .kernels import batched as KB
 from .kernels import envs as KE
+from .obsnorm import make_obsnorm
 from .policy import PolicySpec
 
 
@@ -124,7 +125,7 @@ class Sampler:
     """
 
     def __init__(self, env, spec: PolicySpec, horizon: int, gamma: float, seed: int,
-                 worker: int, obs_dim: int, discrete: bool, baseline=None):
+                 worker: int, obs_dim: int, discrete: bool, baseline=None, obs_norm=None):
         self.env = env
         self.spec = spec
         self.horizon = int(horizon)
@@ -157,6 +158,12 @@ class Sampler:
         self.baseline = baseline
         self._G = np.empty(H)  # G_t of the last finished trajectory (for the baseline)
         self._base = np.empty(H)  # its b_t
+        # policy.obs_norm: an ObsNorm (nigt_hpc.obsnorm) turning each raw observation into
+        # the policy's input, frozen during a round; engines share or update it at the
+        # boundaries.  The compiled loop has none (envs.backend_of keeps it off that path).
+        self.norm = obs_norm
+        if obs_norm is not None and self.compiled:
+            raise ValueError("policy.obs_norm needs a non-compiled env")
 
     def end_round(self) -> None:
         """Tell the baseline a round ended (the linear baseline refits).  Engines call it
@@ -249,6 +256,7 @@ class Sampler:
         # an env that returns lists (gymnasium only warns) gets them made arrays; checked on
         # the episode's first observation, not per step
         coerce = not isinstance(s, np.ndarray)
+        norm = self.norm.step if self.norm is not None else None
         try:
             # two clock reads per step: policy + bookkeeping, then env.step
             t_prev = clock()
@@ -257,7 +265,10 @@ class Sampler:
                     noise.upto(t + 1)
                 if coerce:
                     s = np.asarray(s, dtype=np.float64)
-                act(theta, plan, mem, s, t)  # obs[t] = s; acts[t], logp[t], a from noise[t]
+                if norm is not None:  # raw s into the round's moments; obs[t] = its input
+                    act(theta, plan, mem, norm(s), t)
+                else:
+                    act(theta, plan, mem, s, t)  # obs[t] = s; acts[t], logp[t], a from noise[t]
                 action = int(a[0]) if self.discrete else a.copy()
                 t1 = clock()
                 s, r, terminated, truncated, _ = step(action)
@@ -406,4 +417,5 @@ def make_sampler(cfg: dict, env, spec: PolicySpec, info: dict, worker: int) -> S
     H = cfg["env"]["horizon"]
     return Sampler(env, spec, H, cfg["env"]["gamma"], cfg["run"]["seed"], worker,
                    info["obs_dim"], info["discrete"],
-                   baseline=make_baseline(cfg["estimator"], H, info["obs_dim"]))
+                   baseline=make_baseline(cfg["estimator"], H, info["obs_dim"]),
+                   obs_norm=make_obsnorm(cfg, info["obs_dim"]))

@@ -164,7 +164,7 @@ def resolve_resume(run_dir: str, config_path: str | None, sets: list[str]) -> di
 
 
 def claim_run_dir(cfg: dict, out: str | None, force: bool, resume: str | None, ranks: int,
-                  d: int) -> tuple:
+                  d: int, obs_dim: int | None = None) -> tuple:
     """Return (run_dir, checkpoint or None, lock, run id, finished message or None), with
     the run directory locked for this job; on rank 0, before anything is written.
 
@@ -180,7 +180,7 @@ def claim_run_dir(cfg: dict, out: str | None, force: bool, resume: str | None, r
             run_id = config.load_meta(os.path.join(resume, "config.toml")).get("run_id")
             checkpoint.validate(arrays, state, algo=cfg["algo"]["name"], ranks=ranks, d=d,
                                 run_id=run_id, window=cfg["run"]["target_window"],
-                                run_dir=resume)
+                                run_dir=resume, obs_dim=obs_dim)
             checkpoint.check_metrics(resume, state)
         except BaseException:
             lock.release()
@@ -230,8 +230,9 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     run_dir, ckpt, lock, run_id, done = None, None, None, None, None
     if err is None and rank == 0:
         try:
-            run_dir, ckpt, lock, run_id, done = claim_run_dir(cfg, out, force, resume, size,
-                                                              spec.n_params)
+            run_dir, ckpt, lock, run_id, done = claim_run_dir(
+                cfg, out, force, resume, size, spec.n_params,
+                int(spec.sizes[0]) if cfg["policy"]["obs_norm"] else None)
         except ConfigError as e:
             err = str(e)
     err, run_dir, ckpt, done = comm.bcast((err, run_dir, ckpt, done) if rank == 0 else None,
@@ -298,10 +299,17 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             sampler = make_sampler(cfg, env, spec, info, worker)
         kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
               "on_checkpoint": on_checkpoint if rank == 0 else None}
-        cls = AFedPGEngine if afedpg else MPIEngine
-        engine = cls(cfg, comm, sampler, theta0, timers, **kw)
+        if afedpg:  # the server samples nothing but keeps the observation statistics
+            engine = AFedPGEngine(cfg, comm, sampler, theta0, timers, obs_dim=info["obs_dim"],
+                                  **kw)
+        else:
+            engine = MPIEngine(cfg, comm, sampler, theta0, timers, **kw)
         if ckpt is not None:
             engine.restore(*ckpt)
+        evaluator = None
+        if rank == 0 and cfg["run"]["eval_every_rounds"]:
+            evaluator = trained.Evaluator(spec, cfg, n_workers(cfg, size))
+            engine.evaluate = evaluator.periodic
         if output is not None:
             # which control plane ran (Rennala: rma or p2p, by mpi.control or its probe); the
             # config.toml that records it is written at the first round
@@ -321,13 +329,16 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                        {"ranks": profiles, "wall_s": summary["wall_s"]})
             rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                                 lambda fh: np.save(fh, summary["theta"]))
-            deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet)
+            deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet,
+                    engine.norm)
             if cfg["run"]["trace"]:
                 write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
             if not quiet:
                 before = ckpt[1]["book"]["env_steps"] if ckpt else None
                 print(summary_text(summary, run_dir, profiles, before), flush=True)
             lock.release()
+        if evaluator is not None:
+            evaluator.close()
         if env is not None:
             env.close()
         if result is not None:
@@ -374,7 +385,13 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
     samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
+    evaluator = None
+    if cfg["run"]["eval_every_rounds"]:
+        evaluator = trained.Evaluator(spec, cfg, n)
+        engine.evaluate = evaluator.periodic
     summary = engine.run()
+    if evaluator is not None:
+        evaluator.close()
     output.close()
     write_json(os.path.join(run_dir, "profile.json"),
                {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": max_rss_mb()}],
@@ -382,7 +399,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
                 "virtual_s": summary["virtual_s"]})
     rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                         lambda fh: np.save(fh, summary["theta"]))
-    deliver(run_dir, engine.opt, spec, cfg, summary, n, quiet)
+    deliver(run_dir, engine.opt, spec, cfg, summary, n, quiet, engine.norm)
     lock.release()
     if not quiet:
         print(f"done: {summary['stop_reason']} after {summary['rounds']} rounds, "
@@ -398,16 +415,17 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
 
 
 def deliver(run_dir: str, opt, spec, cfg: dict, summary: dict, workers: int,
-            quiet: bool) -> None:
-    """Write policy.npz: the better of theta and theta_tilde by evaluation (trained.choose)."""
+            quiet: bool, norm=None) -> None:
+    """Write policy.npz: the better of theta and theta_tilde by evaluation (trained.choose),
+    with the run's observation statistics (``norm``) when ``policy.obs_norm`` is on."""
     if summary.get("signalled"):  # a stop signal wants the job gone: no evaluation now
         theta, choice = np.array(opt.theta), {"point": "theta", "evaluated": False}
     else:
-        theta, choice = trained.choose(opt, spec, cfg, workers)
+        theta, choice = trained.choose(opt, spec, cfg, workers, norm)
     meta = {"rounds": summary["rounds"], "env_steps": summary["env_steps"],
             "return_window": summary["return_window"], "workers": workers,
             "versions": versions(), **choice}
-    trained.save(run_dir, theta, spec, cfg, meta)
+    trained.save(run_dir, theta, spec, cfg, meta, norm)
     if not quiet and choice["evaluated"]:
         others = ", ".join(f"{k} {v:.1f}" for k, v in choice["eval_returns"].items())
         print(f"      delivered policy: {choice['point']} (deterministic evaluation, "

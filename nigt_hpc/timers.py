@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-PHASES = ("env_step", "policy", "grad", "delay", "wait", "collective", "idle", "other")
+PHASES = ("env_step", "policy", "grad", "delay", "wait", "collective", "idle", "eval", "other")
 
 
 class Timers:

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 
+from . import obsnorm
 from .config import ConfigError
 
 FILE = "policy.npz"
@@ -28,9 +29,11 @@ HEAD_NAMES = {0: "softmax", 1: "gaussian_softplus", 2: "gaussian_logstd"}
 EVAL_SEED = 10**9  # evaluation episodes use env seeds far from any training episode's
 
 
-def describe(spec, cfg: dict, meta: dict) -> dict:
-    """Return the JSON document of a policy file (everything but ``theta``)."""
-    return {"format": FORMAT, "sizes": [int(x) for x in spec.sizes],
+def describe(spec, cfg: dict, meta: dict, norm=None) -> dict:
+    """Return the JSON document of a policy file (everything but ``theta``); ``norm``: the
+    run's ObsNorm (``policy.obs_norm``), whose statistics the policy applies to its input."""
+    return {"format": FORMAT, "obs_norm": None if norm is None else norm.state(),
+            "sizes": [int(x) for x in spec.sizes],
             "head": HEAD_NAMES[int(spec.head)], "squash": bool(spec.squash),
             "act_dim": int(spec.act_dim), "a_center": np.asarray(spec.a_center).tolist(),
             "a_scale": np.asarray(spec.a_scale).tolist(), "point": "theta",
@@ -39,11 +42,11 @@ def describe(spec, cfg: dict, meta: dict) -> dict:
             "algo": cfg["algo"]["name"], **meta}
 
 
-def save(run_dir: str, theta: np.ndarray, spec, cfg: dict, meta: dict) -> str:
+def save(run_dir: str, theta: np.ndarray, spec, cfg: dict, meta: dict, norm=None) -> str:
     """Write ``run_dir/policy.npz`` atomically (no symlink followed); return its path."""
     from . import rundir
 
-    doc = describe(spec, cfg, meta)
+    doc = describe(spec, cfg, meta, norm)
     path = os.path.join(run_dir, FILE)
 
     def write(fh) -> None:
@@ -67,6 +70,17 @@ class Policy:
         self.a_scale = np.asarray(doc["a_scale"], dtype=np.float64)
         self.discrete = self.head == "softmax"
         self.obs_dim = self.sizes[0]
+        # observation normalisation of training (nigt_hpc.obsnorm), frozen at delivery
+        on = doc.get("obs_norm")
+        self.obs_norm = None
+        if on is not None:
+            self.obs_norm = (np.asarray(on["mean"], dtype=np.float64),
+                             np.asarray(on["var"], dtype=np.float64), float(on["count"]),
+                             float(on["clip"]))
+            if self.obs_norm[0].shape != (self.obs_dim,) or \
+                    self.obs_norm[1].shape != (self.obs_dim,):
+                raise ConfigError(f"{FILE}: obs_norm statistics do not match the policy's "
+                                  f"{self.obs_dim} inputs")
         n = sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         if self.head == "gaussian_logstd":
             n += self.sizes[-1]
@@ -104,6 +118,8 @@ class Policy:
         if x.shape[1] != self.obs_dim:
             raise ValueError(f"observation has {x.shape[1]} entries, the policy takes "
                              f"{self.obs_dim}")
+        if self.obs_norm is not None:
+            x = obsnorm.apply(x, *self.obs_norm)
         z = self._logits(x)
         rng = rng if rng is not None else np.random.default_rng()
         if self.discrete:
@@ -193,7 +209,7 @@ def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, see
             "mean_length": float(np.mean(lengths)) if lengths else math.nan}
 
 
-def choose(opt, spec, cfg: dict, workers: int) -> tuple[np.ndarray, dict]:
+def choose(opt, spec, cfg: dict, workers: int, norm=None) -> tuple[np.ndarray, dict]:
     """Return (the point to deliver, what its choice measured).
 
     Training returns are measured at the sampling point ``theta_tilde``, extrapolated
@@ -202,26 +218,68 @@ def choose(opt, spec, cfg: dict, workers: int) -> tuple[np.ndarray, dict]:
     (``run.eval_episodes`` deterministic episodes each, on seeds no training episode used,
     on every worker's env when the workers' envs differ), and the better mean is delivered;
     a tie keeps ``theta``.  Plain PG has one point.  ``run.eval_episodes = 0`` delivers
-    ``theta`` unevaluated.
+    ``theta`` unevaluated.  ``norm``: the run's ObsNorm, delivered with the policy.
     """
+    points = candidate_points(opt)
+    if cfg["run"]["eval_episodes"] == 0:
+        return points["theta"], {"point": "theta", "evaluated": False}
+    res = Evaluator(spec, cfg, workers)(points, norm)
+    best = res["eval_point"]
+    return points[best], {"point": best, "evaluated": True, **res}
+
+
+def candidate_points(opt) -> dict[str, np.ndarray]:
+    """Return the points a run could deliver: ``theta`` and, for NIGT, ``theta_tilde``."""
     from .nigt import extrapolate
 
-    episodes = cfg["run"]["eval_episodes"]
     points = {"theta": np.array(opt.theta)}
     if hasattr(opt, "theta_prev"):
         points["theta_tilde"] = extrapolate(opt.theta, opt.theta_prev, opt.eta,
                                             np.empty_like(opt.theta))
-    if episodes == 0:
-        return points["theta"], {"point": "theta", "evaluated": False}
-    envs_of = range(workers) if cfg["env"]["heterogeneity"] != "none" else [0]
-    seed = EVAL_SEED + 10_000 * cfg["run"]["seed"]
-    doc = describe(spec, cfg, {})
-    scores = {}
-    for name, theta in points.items():
-        means = [evaluate(Policy(theta, doc), episodes, True, seed, w)["mean_return"]
-                 for w in envs_of]
-        scores[name] = float(np.mean(means))
-    best = max(scores, key=lambda k: (scores[k], k == "theta"))
-    return points[best], {"point": best, "evaluated": True, "eval_episodes": episodes,
-                          "eval_seed": seed, "eval_workers": list(envs_of),
-                          "eval_return": scores[best], "eval_returns": scores}
+    return points
+
+
+class Evaluator:
+    """Deterministic evaluation of candidate points on fixed seeds (rank 0 only).
+
+    The same seeds every call (``EVAL_SEED + 10000 * run.seed``), so an evaluation curve
+    compares policies, not episodes; the environments are made once and kept.
+    """
+
+    def __init__(self, spec, cfg: dict, workers: int):
+        self.spec, self.cfg = spec, cfg
+        self.episodes = cfg["run"]["eval_episodes"]
+        self.envs_of = list(range(workers)) if cfg["env"]["heterogeneity"] != "none" else [0]
+        self.seed = EVAL_SEED + 10_000 * cfg["run"]["seed"]
+        self.envs: dict = {}
+
+    def __call__(self, points: dict, norm=None) -> dict:
+        """Return ``eval_return`` (the best point's mean), ``eval_point`` and every mean."""
+        doc = describe(self.spec, self.cfg, {}, norm)
+        scores = {}
+        for name, theta in points.items():
+            pol = Policy(theta, doc)
+            means = []
+            for w in self.envs_of:
+                if w not in self.envs:
+                    self.envs[w] = make_eval_env(pol, w)
+                means.append(evaluate(pol, self.episodes, True, self.seed, w,
+                                      env=self.envs[w])["mean_return"])
+            scores[name] = float(np.mean(means))
+        best = max(scores, key=lambda k: (scores[k], k == "theta"))
+        return {"eval_return": scores[best], "eval_point": best,
+                "eval_episodes": self.episodes, "eval_seed": self.seed,
+                "eval_workers": self.envs_of, "eval_returns": scores}
+
+    def periodic(self, opt, norm, due: bool) -> dict:
+        """The metrics fields of a round: the evaluation when ``due``, else nulls."""
+        if not due or self.episodes == 0:
+            return {"eval_return": None, "eval_point": None}
+        res = self(candidate_points(opt), norm)
+        return {"eval_return": res["eval_return"], "eval_point": res["eval_point"]}
+
+    def close(self) -> None:
+        """Close the environments."""
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()

@@ -37,6 +37,7 @@ from mpi4py import MPI
 from .. import kernels as K
 from ..delays import afedpg_transfer_times, comm_factors, compute_factors, make_delay
 from ..nigt import NIGT, extrapolate
+from ..obsnorm import make_obsnorm
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import NonFiniteGradients, RoundBook, one_gradient_stats
@@ -53,7 +54,7 @@ class AFedPGEngine:
 
     def __init__(self, cfg: dict, comm: MPI.Comm, sampler: Sampler | None,
                  theta0: np.ndarray, timers: Timers, on_round=None, stop_flag=None,
-                 on_checkpoint=None):
+                 on_checkpoint=None, obs_dim: int = 0):
         self.cfg, self.comm, self.timers, self.on_round = cfg, comm, timers, on_round
         self.stop_flag, self.on_checkpoint = stop_flag, on_checkpoint
         self.checkpoint_every_s = cfg["run"]["checkpoint_every_s"]
@@ -65,6 +66,13 @@ class AFedPGEngine:
         self.n = self.size - 1
         self.sampler = sampler
         self.d = len(theta0)
+        # policy.obs_norm: the server's statistics merge each gradient's observation moments
+        # and travel down with the parameters; a worker's moments come up with its gradient
+        self.norm = (sampler.norm if sampler is not None
+                     else make_obsnorm(cfg, obs_dim) if obs_dim else None)
+        self.k_norm = 0 if self.norm is None else 1 + 2 * self.norm.dim
+        self.evaluate = None  # rank 0: evaluation every run.eval_every_rounds (run.py)
+        self.eval_every = cfg["run"]["eval_every_rounds"]
         self.eta = cfg["algo"]["eta"]
         # the server's update is the NIGT step: d <- (1-eta) d + eta g, normalised step alpha
         self.opt = NIGT(theta0, self.eta, cfg["algo"]["alpha"])
@@ -117,10 +125,11 @@ class AFedPGEngine:
 
     def _serve(self) -> None:
         d, opt, comm = self.d, self.opt, self.comm
-        params = [np.empty(2 + d) for _ in range(self.size)]
+        kn = self.k_norm
+        params = [np.empty(2 + d + kn) for _ in range(self.size)]
         stop_msg = [np.zeros(2) for _ in range(self.size)]
         sends: list = [MPI.REQUEST_NULL] * self.size
-        msgs = [np.empty(HDR + d) for _ in range(self.size)]
+        msgs = [np.empty(HDR + d + kn) for _ in range(self.size)]
         reqs = [comm.Irecv(msgs[j], source=j, tag=TAG_GRAD) for j in range(1, self.size)]
         alive = set(range(1, self.size))
         told = set()
@@ -138,7 +147,9 @@ class AFedPGEngine:
             sends[j].Wait()  # the previous copy was received before this worker answered
             p = params[j]
             p[0], p[1] = 1.0, self.k
-            extrapolate(opt.theta, opt.theta_prev, self.eta, p[2:])
+            extrapolate(opt.theta, opt.theta_prev, self.eta, p[2 : 2 + d])
+            if kn:
+                self.norm.pack(p[2 + d :])
             sends[j] = comm.Isend(p, dest=j, tag=TAG_PARAMS)
 
         def stop_all(signalled: bool) -> None:
@@ -177,7 +188,8 @@ class AFedPGEngine:
                 reqs[idx] = MPI.REQUEST_NULL
                 continue
             version, steps, ret, nonfinite = int(hdr[1]), hdr[2], float(hdr[3]), hdr[6] > 0
-            g = msgs[j][HDR:].copy() if kind == GRAD and not stopping else None
+            g = msgs[j][HDR : HDR + d].copy() if kind == GRAD and not stopping else None
+            moments = msgs[j][HDR + d :].copy() if kn and g is not None else None
             reqs[idx] = comm.Irecv(msgs[j], source=j, tag=TAG_GRAD)
             if kind == STOP_REQUEST:
                 stop_all(True)
@@ -188,9 +200,10 @@ class AFedPGEngine:
                 transfer(self.up_s[j - 1])  # the upload holds the link before the update
             if nonfinite:
                 self._reject(j)
+                self._merge(moments)
                 send_params(j)
                 continue
-            if self._update(j, g, version, steps, ret):
+            if self._update(j, g, version, steps, ret, moments):
                 stop_all(False)
             else:
                 send_params(j)
@@ -216,8 +229,16 @@ class AFedPGEngine:
                 f"{book.max_nonfinite}); the last from worker {j - 1} (rank {j}): check the "
                 "environment's rewards/observations and lower algo.alpha")
 
-    def _update(self, j: int, g: np.ndarray, version: int, steps: float, ret: float) -> bool:
-        """Apply one gradient (a server update); return whether a stop rule now holds."""
+    def _merge(self, moments: np.ndarray | None) -> None:
+        """Merge one trajectory's observation moments into the server's statistics."""
+        if moments is not None:
+            with self.guard.lock:
+                self.norm.merge_packed_batch(moments)
+
+    def _update(self, j: int, g: np.ndarray, version: int, steps: float, ret: float,
+                moments: np.ndarray | None = None) -> bool:
+        """Apply one gradient (a server update) and then its observation moments; return
+        whether a stop rule now holds."""
         with self.guard.lock:
             staleness = self.k - version
             self.staleness_sum += staleness
@@ -227,6 +248,8 @@ class AFedPGEngine:
                 self.opt.initialise(g)  # d_0 (inferred: the first arrival)
             else:
                 self.opt.step(g)
+            if moments is not None:
+                self.norm.merge_packed_batch(moments)
             self.book.comm_bytes += 16 * self.d  # g up, theta_tilde down
             elapsed = self._elapsed()
             n = self.n
@@ -236,9 +259,14 @@ class AFedPGEngine:
                                       one_gradient_stats(n, j - 1, steps, ret), rets,
                                       self.opt.theta)
             record["staleness"] = staleness
+            stop = self.book.should_stop(self.k, elapsed, 0)
+            if self.evaluate is not None:  # every run.eval_every_rounds server updates
+                t_ev = time.perf_counter()
+                record.update(self.evaluate(self.opt, self.norm,
+                                            self.k % self.eval_every == 0 or stop))
+                self.timers.add("eval", time.perf_counter() - t_ev)
             if self.on_round is not None:
                 self.on_round(record)
-            stop = self.book.should_stop(self.k, elapsed, 0)
             self.k += 1
         due = (self.checkpoint_every_s > 0
                and elapsed - self.last_checkpoint >= self.checkpoint_every_s)
@@ -275,14 +303,16 @@ class AFedPGEngine:
         msg = self._msg
         msg[:HDR] = (kind, version, steps, ret, self.sampler.episode, self.sampler.steps,
                      1.0 if nonfinite else 0.0)
+        if kind == GRAD and self.k_norm:  # the moments since the last gradient went up
+            msg[HDR + self.d :] = self.norm.batch_of(self.norm.take_moments())
         buf = msg if kind == GRAD else msg[:HDR]
         req = self.comm.Isend(buf, dest=0, tag=TAG_GRAD)
         self._wait(req, "take a message")
 
     def _work(self) -> None:
         d = self.d
-        params = np.empty(2 + d)
-        self._msg = np.empty(HDR + d)
+        params = np.empty(2 + d + self.k_norm)
+        self._msg = np.empty(HDR + d + self.k_norm)
         self._stop_sent = False
         # theta_tilde in one buffer on a cache line, as the kernels want theta (the outer
         # steps' arrays are; the sampler would otherwise copy a fresh array each time)
@@ -302,7 +332,9 @@ class AFedPGEngine:
         self.timers.add("wait", time.perf_counter() - t0)
         while params[0] == 1.0:
             version = params[1]
-            theta_tilde[:] = params[2:]
+            theta_tilde[:] = params[2 : 2 + d]
+            if self.k_norm:  # the statistics of the parameters' server update
+                self.norm.unpack(params[2 + d :])
             reply = self.comm.Irecv(params, source=0, tag=TAG_PARAMS)
             steps0 = self.sampler.steps
             self.delay.begin()
@@ -310,7 +342,7 @@ class AFedPGEngine:
                                         on_step=on_step)
             if traj is None or self.delay.finish(stop_now):
                 break
-            g = self._msg[HDR:]
+            g = self._msg[HDR : HDR + d]
             g[:] = 0.0
             t0 = time.perf_counter()
             self.sampler.add_grad(theta_tilde, traj, 1.0, g)
@@ -345,6 +377,8 @@ class AFedPGEngine:
                  "ranks": self.size, "algo": "afedpg", "book": self.book.state(),
                  "per_rank": self.per_rank,
                  "staleness": [self.staleness_sum, self.staleness_n]}
+        if self.norm is not None:
+            state["obs_norm"] = self.norm.state()
         self.on_checkpoint(arrays, state)
 
     def restore(self, arrays: dict, state: dict) -> None:
@@ -356,6 +390,8 @@ class AFedPGEngine:
         self.rounds = self.k - 1
         self.t_offset = self.last_checkpoint = state["time_s"]
         self.book.restore(state["book"])
+        if self.norm is not None and self.rank == 0:
+            self.norm.restore(state["obs_norm"])
         self.staleness_sum, self.staleness_n = state["staleness"]
         self.per_rank = [None if p is None else dict(p) for p in state["per_rank"]]
         mine = self.per_rank[self.rank]

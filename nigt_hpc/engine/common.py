@@ -88,17 +88,23 @@ class LocalRound:
 
 
 class Exchange:
-    """The one buffer reduced per round: ``[g (d) | global | per-worker stats + returns]``."""
+    """The one buffer reduced per round:
+    ``[g (d) | global | extra (summed, e.g. observation moments) | per-worker stats + returns]``.
+    """
 
-    def __init__(self, d: int, n_workers: int, window: int):
+    def __init__(self, d: int, n_workers: int, window: int, extra: int = 0):
         self.d, self.n, self.window = d, n_workers, window
         self.per = _S + window
-        self.buf = np.zeros(d + len(GLOBAL) + n_workers * self.per)
+        self.n_extra = int(extra)
+        self._x = d + len(GLOBAL)  # where the extra block starts
+        self.buf = np.zeros(d + len(GLOBAL) + self.n_extra + n_workers * self.per)
 
     def pack(self, worker: int | None, local: LocalRound | None, weight: float,
-             time_s: float, stop_request: bool, checkpoint_due: bool = False) -> np.ndarray:
+             time_s: float, stop_request: bool, checkpoint_due: bool = False,
+             extra: np.ndarray | None = None) -> np.ndarray:
         """Fill the buffer with this rank's share; ``worker=None`` for a rank that samples
-        nothing.  ``time_s`` is counted only from rank 0 (others pass 0)."""
+        nothing.  ``time_s`` is counted only from rank 0 (others pass 0); ``extra`` (this
+        rank's summands of the extra block) only where the buffer has one."""
         b = self.buf
         d = self.d
         b[d:] = 0.0  # the d-part is overwritten below (zeroing it too cost a pass over d)
@@ -109,8 +115,10 @@ class Exchange:
         b[d] = time_s
         b[d + 1] = 1.0 if stop_request else 0.0
         b[d + 2] = 1.0 if checkpoint_due else 0.0
+        if extra is not None:
+            b[self._x : self._x + self.n_extra] = extra
         if worker is not None and local is not None:
-            o = d + len(GLOBAL) + worker * self.per
+            o = self._x + self.n_extra + worker * self.per
             b[o : o + _S] = (local.grads, local.env_steps, local.episodes, local.return_sum,
                              local.discarded, len(local.returns), local.reports,
                              local.nonfinite, local.episode_next, local.steps_total)
@@ -125,11 +133,15 @@ class Exchange:
         consumes it at once; copying d doubles each round cost up to 0.5 ms at d = 1e6).
         """
         b, d = self.buf, self.d
-        per = b[d + len(GLOBAL) :].reshape(self.n, self.per)
+        per = b[self._x + self.n_extra :].reshape(self.n, self.per)
         stats = per[:, :_S].copy()
         rets = [list(per[i, _S : _S + int(stats[i, 5])]) for i in range(self.n)]
         return (b[:d], float(b[d]), int(round(b[d + 1])), bool(b[d + 2] > 0.0), stats,
                 rets)
+
+    def extra(self) -> np.ndarray:
+        """Return the reduced extra block (a view, valid until the next ``pack``)."""
+        return self.buf[self._x : self._x + self.n_extra]
 
 
 class RoundBook:

@@ -66,7 +66,13 @@ class MPIEngine:
         window = cfg["run"]["target_window"]
         self.local = LocalRound(self.d, window)
         self.g_one = np.zeros(self.d)  # one trajectory's gradient, checked before use
-        self.exchange = Exchange(self.d, self.n, window)
+        # policy.obs_norm: the round's observation moments ride in the same Allreduce
+        self.norm = sampler.norm
+        self.exchange = Exchange(self.d, self.n, window,
+                                 0 if self.norm is None else len(self.norm.moments))
+        # rank 0: evaluation episodes every run.eval_every_rounds (run.py sets the callable)
+        self.evaluate = None
+        self.eval_every = cfg["run"]["eval_every_rounds"]
         self.book = RoundBook(cfg, self.n)
         self.h = compute_factors(cfg, self.n)
         self.kappa = comm_factors(cfg, self.n, self.d)
@@ -218,7 +224,8 @@ class MPIEngine:
         stop = self.guard.aborting or (self.stop_flag is not None and self.stop_flag.requested)
         self.local.episode_next = self.sampler.episode
         self.local.steps_total = self.sampler.steps
-        buf = self.exchange.pack(self.rank, self.local, weight, elapsed, stop, due)
+        buf = self.exchange.pack(self.rank, self.local, weight, elapsed, stop, due,
+                                 None if self.norm is None else self.norm.moments)
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         t2 = time.perf_counter()
         self.timers.add("idle", t1 - t0)
@@ -271,9 +278,16 @@ class MPIEngine:
             else:
                 self.opt.step(g)
             self.sampler.end_round()  # a linear baseline refits at round boundaries
+            if self.norm is not None:  # every rank merges the same totals: same statistics
+                self.norm.merge_moments(self.exchange.extra())
             self.rounds = rnd
             record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
             stop = self.book.should_stop(rnd, time_s, 0)
+            if self.evaluate is not None:  # rank 0; also at the last round, for the curve
+                t_ev = time.perf_counter()
+                record.update(self.evaluate(self.opt, self.norm, rnd % self.eval_every == 0
+                                            or stop))
+                self.timers.add("eval", time.perf_counter() - t_ev)
             if self.on_round is not None:
                 self.on_round(record)
             self.boundary_round, self.boundary_time = rnd, time_s
@@ -302,6 +316,8 @@ class MPIEngine:
         state = {"round": self.boundary_round, "time_s": self.boundary_time, "t": st["t"],
                  "ranks": self.n, "algo": self.cfg["algo"]["name"],
                  "book": self.book.state(), "per_rank": self.per_rank}
+        if self.norm is not None:
+            state["obs_norm"] = self.norm.state()
         self.on_checkpoint(arrays, state)
 
     def restore(self, arrays: dict, state: dict) -> None:
@@ -310,6 +326,8 @@ class MPIEngine:
             getattr(self.opt, k)[:] = v
         self.opt.t = state["t"]
         self.book.restore(state["book"])
+        if self.norm is not None:
+            self.norm.restore(state["obs_norm"])
         self.per_rank = [dict(p) for p in state["per_rank"]]
         mine = self.per_rank[self.rank]
         self.sampler.episode, self.sampler.steps = mine["episode"], mine["steps"]

@@ -41,6 +41,7 @@ import numpy as np
 from ..aggregation import AggregateMalenia, AggregateRennala, AggregateSync
 from ..config import ConfigError
 from ..delays import afedpg_transfer_times, comm_factors, compute_factors
+from ..obsnorm import ObsNorm
 from ..rollout import Sampler
 from ..timers import Timers
 from .common import STATS, RoundBook, make_optimizer, one_gradient_stats
@@ -75,6 +76,13 @@ class SimEngine:
         self.B = a["B"] or math.ceil(a["M"] / self.n)
         self.B_init = a["B"] or math.ceil(a["M_init"] / self.n)
         self.book = RoundBook(cfg, self.n)
+        # policy.obs_norm: one set of statistics for every worker (what the MPI engine's
+        # Allreduce gives each rank), merged from all workers' moments at round boundaries
+        self.norm = samplers[0].norm
+        for s in samplers:
+            s.norm = self.norm
+        self.evaluate = None  # run.py: evaluation every run.eval_every_rounds (trained.py)
+        self.eval_every = cfg["run"]["eval_every_rounds"]
         self.now = 0.0  # the virtual clock
         self.rounds = 0
         self.finish_log: list[tuple[float, int, bool]] = []  # (time, worker, accepted)
@@ -169,12 +177,22 @@ class SimEngine:
             self.opt.step(g)
         for sampler in self.samplers:  # a linear baseline refits at round boundaries
             sampler.end_round()
+        if self.norm is not None:
+            self.norm.merge_moments(self.norm.moments)
         self.rounds = rnd
         record = self.book.record(rnd, self.now, stats, rets, self.opt.theta)
         stop = self.book.should_stop(rnd, self.now, 0)
+        self._evaluate(record, rnd, stop)
         if self.on_round is not None:
             self.on_round(record)
         return stop
+
+    def _evaluate(self, record: dict, rnd: int, stop: bool) -> None:
+        if self.evaluate is not None:  # no virtual time passes: evaluation is not training
+            t0 = time.perf_counter()
+            record.update(self.evaluate(self.opt, self.norm, rnd % self.eval_every == 0
+                                        or stop))
+            self.timers.add("eval", time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ AFedPG
 
@@ -203,9 +221,16 @@ class SimEngine:
         def push(w: int, ready: float) -> None:
             heapq.heappush(queue, (ready if shared else ready + up[w], w, ready))
 
-        held = {}  # worker -> (theta, theta_prev, version) it works with
+        # policy.obs_norm: the server's statistics (``norm``); a worker samples with those
+        # that came with its parameters (``held``) and its moments go up with its gradient
+        norm = self.norm
+        server = None
+        if norm is not None:
+            server = ObsNorm(norm.dim, norm.clip)
+        held = {}  # worker -> (theta, theta_prev, version, statistics) it works with
         for w in range(n):
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0)
+            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0,
+                       None if server is None else server.pack())
             push(w, self.h[w])  # theta_0 is on every worker at t = 0, free
         while True:
             _, w, ready = heapq.heappop(queue)
@@ -215,8 +240,10 @@ class SimEngine:
             if shared:
                 link_free = restart
             self.link_log.append((w, ready, start, t, restart))
-            th, thp, version = held[w]
+            th, thp, version, stats = held[w]
             theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
+            if server is not None:
+                norm.unpack(stats)
             traj = self._rollout(w, theta_tilde)
             g = np.zeros(self.d)
             self.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
@@ -225,19 +252,26 @@ class SimEngine:
                 opt.initialise(g)  # d_0: the first arrival (as the MPI engine's server)
             else:
                 opt.step(g)
+            if server is not None:  # after the update, as the MPI engine's server
+                server.merge_packed_batch(norm.batch_of(norm.take_moments()))
             self.book.comm_bytes += 16 * self.d  # g up, theta_tilde down
             self.now = t
             record = self.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
                                       [[traj.ret] if i == w else [] for i in range(n)],
                                       opt.theta)
             record["staleness"] = self.staleness[-1]
+            stop = self.book.should_stop(k, t, 0)
+            if server is not None:  # what the server would deliver now
+                norm.unpack(server.pack())
+            self._evaluate(record, k, stop)
             if self.on_round is not None:
                 self.on_round(record)
             self.rounds = k
             k += 1
-            if self.book.should_stop(k - 1, t, 0):
+            if stop:
                 break
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k)
+            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k,
+                       None if server is None else server.pack())
             cost = self._cost(w, traj) if self.per_step else self.h[w]
             push(w, restart + cost)
 

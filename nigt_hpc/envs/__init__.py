@@ -109,6 +109,14 @@ def backend_of(cfg: dict, worker: int = 0) -> str:
         return "gymnasium"
     if backend == "gymnasium":
         return "gymnasium"
+    # the compiled classic-control loop computes the policy's input inside numba, where no
+    # normalisation is applied: policy.obs_norm takes the gymnasium path (same dynamics)
+    if cfg["policy"]["obs_norm"]:
+        if backend == "compiled":
+            raise ConfigError("env.backend = 'compiled' cannot take policy.obs_norm; use "
+                              "'auto' or 'gymnasium'")
+        if compiled.unsupported_reason(cfg["env"]["id"], worker_kwargs(cfg, worker)) is None:
+            return "gymnasium"
     env_id, kwargs = cfg["env"]["id"], worker_kwargs(cfg, worker)
     why = {"compiled": compiled.unsupported_reason(env_id, kwargs),
            "direct": mujoco_direct.unsupported_reason(env_id, kwargs)}

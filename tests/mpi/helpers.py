@@ -25,5 +25,7 @@ def engine_for(comm, sets, collect=None):
         sampler = make_sampler(cfg, env, spec, info, worker)
     theta0 = spec.init_theta(cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     timers = Timers()
-    cls = AFedPGEngine if afedpg else MPIEngine
-    return cls(cfg, comm, sampler, theta0, timers, on_round=collect), timers
+    if afedpg:
+        return AFedPGEngine(cfg, comm, sampler, theta0, timers, on_round=collect,
+                            obs_dim=info["obs_dim"]), timers
+    return MPIEngine(cfg, comm, sampler, theta0, timers, on_round=collect), timers
