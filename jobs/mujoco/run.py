@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Train the MuJoCo presets over seeds and write learning curves (median and band).
+
+Usage:
+    python jobs/mujoco/run.py [ENV ...] [--seeds 0 1 2] [--ranks 2] [--budget S]
+        [--out runs/mujoco] [--plot-only] [--set KEY=VALUE ...]
+
+ENV names a preset in this folder (hopper, walker2d, halfcheetah, ant, humanoid; default:
+all).  Each run is ``mpiexec -n RANKS nigt-hpc train jobs/mujoco/ENV.toml`` with
+``run.seed`` set, for the preset's ``run.max_time_s`` unless ``--budget`` overrides it.
+Runs already finished in OUT are kept (delete the folder to redo one).  Then, per env,
+``OUT/ENV_wallclock.png`` and ``OUT/ENV_steps.png`` plot the deterministic evaluation return
+(median over seeds, band = min..max) against seconds and against env steps, and a table
+prints each seed's final evaluation return and the time to 1000 / 2500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRESETS = ["hopper", "walker2d", "halfcheetah", "ant", "humanoid"]
+
+
+def mpiexec() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.path.exists(here) else "mpiexec"
+
+
+def train(env: str, seed: int, a) -> str:
+    out = os.path.join(a.out, f"{env}_s{seed}")
+    if os.path.exists(os.path.join(out, "policy.npz")):
+        return out
+    cmd = [sys.executable, "-m", "nigt_hpc", "train", os.path.join(HERE, f"{env}.toml"),
+           "--out", out, "--force", "--quiet", "--set", f"run.seed={seed}"]
+    if a.budget:
+        cmd += ["--set", f"run.max_time_s={a.budget}"]
+    for s in a.set:
+        cmd += ["--set", s]
+    if a.ranks > 1:
+        cmd = [mpiexec(), "-n", str(a.ranks)] + cmd
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def curve(run_dir: str) -> np.ndarray:
+    """Rows (seconds, env steps, evaluation return) of a run's evaluated rounds."""
+    rows = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    return np.array([(r["time_s"], r["env_steps"], r["eval_return"]) for r in rows
+                     if r.get("eval_return") is not None])
+
+
+def final_eval(run_dir: str) -> float:
+    with np.load(os.path.join(run_dir, "policy.npz")) as z:
+        return float(json.loads(str(z["policy_json"]))["eval_return"])
+
+
+def band(curves: list[np.ndarray], col: int, grid: np.ndarray) -> np.ndarray:
+    """Each seed's best-so-far evaluation return on ``grid`` (step-wise), as rows."""
+    out = []
+    for c in curves:
+        best = np.maximum.accumulate(c[:, 2])
+        idx = np.searchsorted(c[:, col], grid, side="right") - 1
+        out.append(np.where(idx >= 0, best[np.clip(idx, 0, None)], np.nan))
+    return np.array(out)
+
+
+def plot(env: str, runs: list[str], out: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [curve(r) for r in runs]
+    paths = []
+    for col, label, name in ((0, "wall-clock seconds", "wallclock"), (1, "env steps", "steps")):
+        grid = np.linspace(0, max(c[-1, col] for c in curves), 200)
+        b = band(curves, col, grid)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(grid, np.nanmedian(b, axis=0), label=f"median of {len(runs)} seeds")
+        ax.fill_between(grid, np.nanmin(b, axis=0), np.nanmax(b, axis=0), alpha=0.25,
+                        label="min..max")
+        ax.set_xlabel(label)
+        ax.set_ylabel("deterministic evaluation return (best so far)")
+        ax.set_title(f"{env}: nigt-hpc preset")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = os.path.join(out, f"{env}_{name}.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def first_time(c: np.ndarray, target: float):
+    hit = np.nonzero(c[:, 2] >= target)[0]
+    return None if len(hit) == 0 else float(c[hit[0], 0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("envs", nargs="*", default=PRESETS)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=0.0)
+    ap.add_argument("--out", default="runs/mujoco")
+    ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--set", action="append", default=[])
+    a = ap.parse_args(argv)
+    bad = [e for e in a.envs if e not in PRESETS]
+    if bad:
+        ap.error(f"unknown preset(s) {bad}; choose from {PRESETS}")
+    os.makedirs(a.out, exist_ok=True)
+    for env in a.envs:
+        runs = [os.path.join(a.out, f"{env}_s{s}") if a.plot_only else train(env, s, a)
+                for s in a.seeds]
+        runs = [r for r in runs if os.path.exists(os.path.join(r, "policy.npz"))]
+        if not runs:
+            continue
+        paths = plot(env, runs, a.out)
+        finals = [final_eval(r) for r in runs]
+        cs = [curve(r) for r in runs]
+        t1k = [first_time(c, 1000) for c in cs]
+        t25 = [first_time(c, 2500) for c in cs]
+        fmt = lambda ts: ", ".join("-" if t is None else f"{t:.0f}" for t in ts)  # noqa: E731
+        print(f"{env}: final deterministic eval median {np.median(finals):.0f} "
+              f"(range {min(finals):.0f}..{max(finals):.0f}) over seeds {a.seeds[:len(runs)]}; "
+              f"s to 1000: {fmt(t1k)}; s to 2500: {fmt(t25)}; env steps "
+              f"{', '.join(f'{int(c[-1, 1]):,}' for c in cs)}; plots {', '.join(paths)}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
