@@ -35,6 +35,9 @@ setup(
         # version our tests and benchmark figures were taken with.
         "mujoco": ["gymnasium[mujoco]>=1.0,<2", "mujoco==4.0.0"],
         "plot": ["matplotlib>=3.6"],
+        # jobs/compare_sb3.py: Stable-Baselines3 PPO side by side.  Install a CPU build of
+        # torch first where pip would otherwise fetch a CUDA one (README, "Compare with SB3").
+        "compare": ["torch>=2.2", "stable-baselines3>=2.3", "matplotlib>=3.6"],
         "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["nigt-hpc=nigt_hpc.cli:main"]},

@@ -11,12 +11,12 @@ Each side gets the same cores for the same wall-clock budget, one after the othe
 neither slows the other): nigt-hpc trains on ``--ranks`` MPI ranks with the config; SB3
 PPO trains with rl-baselines3-zoo's Hopper hyperparameters (VecNormalize, 256-256 ReLU,
 lr 9.8e-5, n_steps 512, batch 32, 5 epochs, gamma 0.999, GAE 0.99, log_std_init -2) with
-torch using the same number of threads.  Both are scored the same way: deterministic
-episodes (mean action) on seeds no training episode uses, every ``--eval-every-s``
-seconds of the side's own clock, evaluation time included in that clock.  The script
-prints each side's time and env steps to each return in ``--returns``, its evaluation
-return at equal wall-clock, and the ratios, all measured in this run; ``OUT/compare.json``
-keeps the curves.
+torch on one thread (``--sb3-threads``; PPO with one env does not use a second core).
+Both are scored the same way: deterministic episodes (mean action) on seeds no training
+episode uses, every ``--eval-every-s`` seconds of the side's own clock, evaluation time
+included in that clock.  The script prints each side's time and env steps to each return
+in ``--returns``, its evaluation return at equal wall-clock, and the ratios, all measured
+in this run; ``OUT/compare.json`` keeps the curves.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def parse(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="compare_out")
     ap.add_argument("--set", action="append", default=[], help="extra nigt-hpc --set")
+    ap.add_argument("--sb3-threads", type=int, default=1, help="torch threads for SB3")
     ap.add_argument("--skip-sb3", action="store_true", help="(for a dry run) nigt-hpc only")
     a = ap.parse_args(argv)
     if a.budget <= 0 or a.ranks < 1 or a.episodes < 1 or a.eval_every_s <= 0:
@@ -120,7 +121,10 @@ def run_sb3(a, env_id: str) -> dict:
     except ImportError as e:
         sys.exit(f"error: {e.name} is missing: pip install \".[compare]\"")
 
-    torch.set_num_threads(a.ranks)
+    # zoo's Hopper PPO is one env in one process; torch's intra-op threads do not help its
+    # 256-unit layers and spin against each other on a shared machine (measured here under
+    # load: 17 env steps/s with 2 threads, 219 with 1), so one thread unless told otherwise
+    torch.set_num_threads(a.sb3_threads)
     venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=a.seed), gamma=ZOO_HOPPER["gamma"])
     model = PPO("MlpPolicy", venv, seed=a.seed, device="cpu", verbose=0,
                 policy_kwargs=dict(log_std_init=-2, ortho_init=False,
