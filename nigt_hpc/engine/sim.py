@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from ..aggregation import AggregateMalenia, AggregateRennala, AggregateSync
+from .. import registry
 from ..config import ConfigError
 from ..delays import afedpg_transfer_times, comm_factors, compute_factors
 from ..rollout import Sampler
@@ -67,7 +67,7 @@ class SimEngine:
         self.n = len(samplers)
         self.d = len(theta0)
         a = cfg["algo"]
-        self.algo = a["name"]
+        self.algo = registry.of(cfg)
         self.opt = make_optimizer(cfg, theta0)
         self.h, self.kappa = virtual_speeds(cfg, self.n, self.d)
         self.per_step = cfg["sim"]["time_model"] == "step"
@@ -83,13 +83,6 @@ class SimEngine:
         self.link_log: list[tuple[int, float, float, float, float]] = []
 
     # ------------------------------------------------------------------ helpers
-
-    def _rule(self, M: int, B: int):
-        if self.algo in ("rennala_nigt", "rennala_pg"):
-            return AggregateRennala(self.n, M)
-        if self.algo == "malenia_nigt":
-            return AggregateMalenia(self.n, M)
-        return AggregateSync(self.n, B)
 
     def _rollout(self, w: int, theta: np.ndarray):
         t0 = time.perf_counter()
@@ -126,7 +119,7 @@ class SimEngine:
     def _round(self, rnd: int) -> bool:
         M, B = (self.M_init, self.B_init) if rnd == 0 else (self.M, self.B)
         theta = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
-        rule = self._rule(M, B)
+        rule = self.algo.make_rule(self.n, M, B)
         sums = np.zeros((self.n, self.d))
         stats = np.zeros((self.n, len(STATS)))
         rets: list[list[float]] = [[] for _ in range(self.n)]
@@ -151,8 +144,7 @@ class SimEngine:
                 stats[w, 2] += 1
                 stats[w, 3] += traj.ret
                 rets[w].append(traj.ret)
-            if not rule.done() and (not isinstance(rule, AggregateSync)
-                                    or rule.wants_more(w)):
+            if rule.wants_more(w):  # false once the round is over, or w's quota is in
                 self._start(queue, w, t, theta, seq)
         stats[:, 4] = [sum(1 for e in queue if e[1] == w) for w in range(self.n)]
         for w in range(self.n):
@@ -187,7 +179,7 @@ class SimEngine:
         the upload ends and the worker restarts when the download ends.  ``parallel``: the
         exchange costs kappa_w, overlaps every other, and the worker restarts at the update.
         """
-        n, opt, eta = self.n, self.opt, self.cfg["algo"]["eta"]
+        n, opt = self.n, self.opt
         # Why shared is the default: one server NIC carries every gradient up and every
         # parameter copy down, so n transfers cannot overlap there, while an Allreduce
         # spreads its bytes over every rank's link.
@@ -203,9 +195,11 @@ class SimEngine:
         def push(w: int, ready: float) -> None:
             heapq.heappush(queue, (ready if shared else ready + up[w], w, ready))
 
-        held = {}  # worker -> (theta, theta_prev, version) it works with
+        # worker -> (theta_tilde, version) it works with: the point is the outer step's own
+        # theta_tilde when the server replies, as the MPI server sends it
+        held = {}
         for w in range(n):
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0)
+            held[w] = (opt.theta_tilde(), 0)
             push(w, self.h[w])  # theta_0 is on every worker at t = 0, free
         while True:
             _, w, ready = heapq.heappop(queue)
@@ -215,8 +209,7 @@ class SimEngine:
             if shared:
                 link_free = restart
             self.link_log.append((w, ready, start, t, restart))
-            th, thp, version = held[w]
-            theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
+            theta_tilde, version = held[w]
             traj = self._rollout(w, theta_tilde)
             g = np.zeros(self.d)
             self.samplers[w].add_grad(theta_tilde, traj, 1.0, g)
@@ -237,7 +230,7 @@ class SimEngine:
             k += 1
             if self.book.should_stop(k - 1, t, 0):
                 break
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k)
+            held[w] = (opt.theta_tilde(), k)
             cost = self._cost(w, traj) if self.per_step else self.h[w]
             push(w, restart + cost)
 
@@ -246,7 +239,7 @@ class SimEngine:
     def run(self) -> dict:
         """Run until a stop rule holds; return a summary like the MPI engine's."""
         t0 = time.perf_counter()
-        if self.algo == "afedpg":
+        if self.algo.engine == "server":
             self._afedpg()
         else:
             rnd = 0
