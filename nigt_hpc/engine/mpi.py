@@ -164,7 +164,7 @@ class MPIEngine:
     def _sample_async(self, rnd: int, theta: np.ndarray, M: int) -> None:
         sampler, local = self.sampler, self.local
         if self.kind == "malenia":
-            self.ctl.start_round(rnd)
+            self.ctl.start_round(rnd, self.agg)
         else:
             self.plane.start_round(rnd, self.agg, local)
         over = lambda *_: self._round_over(M)  # noqa: E731
