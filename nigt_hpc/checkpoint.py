@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from . import rundir
+from . import registry, rundir
 from .config import ConfigError
 
 FILE = "checkpoint.npz"
@@ -61,23 +61,22 @@ def load(run_dir: str) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, state
 
 
-# What a checkpoint's state must hold, by engine ("*": every engine), as key -> kind (see
-# _KINDS): checked before a resume writes anything, so a restore() never meets a missing
-# key or a wrong type.  An engine that saves a new key adds it here.
+# What a checkpoint's state must hold, by engine kind (registry.py; "*": every engine), as
+# key -> kind (see _KINDS): checked before a resume writes anything, so a restore() never
+# meets a missing key or a wrong type.  An engine that saves a new key adds it here.
 STATE_KEYS = {
     "*": {"format": "int", "round": "round", "time_s": "seconds", "ranks": "int",
           "algo": "str", "run_id": "str", "metrics_offset": "count", "book": "dict",
           "per_rank": "list"},
-    "mpi": {"t": "count"},
-    "afedpg": {"t": "count", "k": "count", "staleness": "list_int"},
+    "allreduce": {"t": "count"},
+    "server": {"t": "count", "k": "count", "staleness": "list_int"},
 }
 BOOK_KEYS = {"env_steps": "count", "collectives": "count", "comm_bytes": "count",
              "episodes_total": "count", "best_window": "num_or_none", "window": "list_num",
              "nonfinite": "count"}
 PER_RANK_KEYS = {"episode": "count", "steps": "count"}
-# the arrays each outer step restores, all of shape (d,)
-ARRAYS = {"nigt": ("theta", "theta_prev", "d"), "pg": ("theta",),
-          "afedpg": ("theta", "theta_prev", "d")}
+# the arrays each outer step (registry.py: outer) restores, all of shape (d,)
+ARRAYS = {"nigt": ("theta", "theta_prev", "d"), "pg": ("theta",)}
 
 
 def _is_int(v) -> bool:
@@ -135,7 +134,7 @@ def _check_obs_norm(state: dict, obs_dim: int | None) -> None:
 
 def engine_of(algo: str) -> str:
     """Return which engine runs ``algo`` (the STATE_KEYS group)."""
-    return "afedpg" if algo == "afedpg" else "mpi"
+    return registry.lookup(algo).engine
 
 
 def validate(arrays: dict, state: dict, *, algo: str, ranks: int, d: int, run_id: str | None,
@@ -166,17 +165,17 @@ def validate(arrays: dict, state: dict, *, algo: str, ranks: int, d: int, run_id
         if len(state["per_rank"]) != ranks:
             raise ValueError(f"per_rank has {len(state['per_rank'])} entries for {ranks} ranks")
         for r, mine in enumerate(state["per_rank"]):
-            if engine == "afedpg" and r == 0 and mine is None:
+            if engine == "server" and r == 0 and mine is None:
                 continue  # the server samples nothing
             if not isinstance(mine, dict):
                 raise ValueError(f"per_rank[{r}] is not a table")
             _check_keys(mine, PER_RANK_KEYS, f"per_rank[{r}].")
-        if engine == "afedpg" and state["k"] != state["round"] + 1:
+        if engine == "server" and state["k"] != state["round"] + 1:
             raise ValueError(f"k = {state['k']} does not follow round = {state['round']}")
         _check_obs_norm(state, obs_dim)
     except ValueError as e:
         raise bad(str(e)) from None
-    group = "afedpg" if engine == "afedpg" else ("pg" if algo.endswith("_pg") else "nigt")
+    group = registry.lookup(algo).outer
     if sorted(arrays) != sorted(ARRAYS[group]):
         raise bad(f"holds arrays {sorted(arrays)}, {algo} needs {sorted(ARRAYS[group])}")
     for name, a in arrays.items():

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .registry import ALGORITHMS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -24,9 +26,6 @@ __all__ = ["ConfigError", "load", "dumps", "defaults", "merge", "parse_set", "to
 
 class ConfigError(ValueError):
     """A user-caused error: bad config, CLI argument, env id or rank count."""
-
-
-ALGORITHMS = ("rennala_nigt", "malenia_nigt", "sync_nigt", "afedpg", "rennala_pg", "sync_pg")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import uuid
 
 import numpy as np
 
-from . import __version__, config, envs, kernels, limits, rundir, trained
+from . import __version__, config, envs, kernels, limits, registry, rundir, trained
 from .config import ConfigError
 from .policy import make_spec
 from .rollout import make_sampler
@@ -33,14 +33,14 @@ def max_rss_mb() -> float:
 
 def check_rank_count(cfg: dict, n_ranks: int) -> None:
     """Raise ConfigError if ``algo.name`` cannot use ``n_ranks`` ranks."""
-    if cfg["algo"]["name"] == "afedpg" and n_ranks < 2:
-        raise ConfigError("algo.name = 'afedpg' needs at least 2 ranks (rank 0 is the "
-                          "parameter server): run it under mpiexec -n N with N >= 2")
+    if registry.of(cfg).engine == "server" and n_ranks < 2:
+        raise ConfigError(f"algo.name = {cfg['algo']['name']!r} needs at least 2 ranks (rank 0 "
+                          "is the parameter server): run it under mpiexec -n N with N >= 2")
 
 
 def n_workers(cfg: dict, n_ranks: int) -> int:
     """Return how many ranks sample (all but the AFedPG server)."""
-    return n_ranks - 1 if cfg["algo"]["name"] == "afedpg" else n_ranks
+    return n_ranks - 1 if registry.of(cfg).engine == "server" else n_ranks
 
 
 def build(cfg: dict, worker: int):
@@ -214,8 +214,8 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     from .signals import StopFlag
 
     rank, size = comm.Get_rank(), comm.Get_size()
-    afedpg = cfg["algo"]["name"] == "afedpg"
-    worker = rank - 1 if afedpg else rank  # AFedPG: rank 0 is the server
+    server = registry.of(cfg).engine == "server"
+    worker = rank - 1 if server else rank  # AFedPG: rank 0 is the server
     err = None
     env = info = spec = None
     hosts = comm.allgather(platform.node())
@@ -299,7 +299,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             sampler = make_sampler(cfg, env, spec, info, worker)
         kw = {"on_round": output.on_round if output else None, "stop_flag": stop_flag,
               "on_checkpoint": on_checkpoint if rank == 0 else None}
-        if afedpg:  # the server samples nothing but keeps the observation statistics
+        if server:  # the AFedPG server samples nothing but keeps the observation statistics
             engine = AFedPGEngine(cfg, comm, sampler, theta0, timers, obs_dim=info["obs_dim"],
                                   **kw)
         else:
@@ -355,9 +355,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     from .metrics import RunOutput, write_json
 
     n = cfg["sim"]["workers"]
-    if cfg["algo"]["name"] == "afedpg" and cfg["sim"]["time_model"] == "step":
-        raise ConfigError("sim.time_model = 'step' is not available for afedpg; use "
-                          "'trajectory'")
+    if registry.of(cfg).engine == "server" and cfg["sim"]["time_model"] == "step":
+        raise ConfigError(f"sim.time_model = 'step' is not available for "
+                          f"{cfg['algo']['name']}; use 'trajectory'")
     built = [build(cfg, w) for w in range(n)]
     spec = built[0][2]
     virtual_speeds(cfg, n, spec.n_params)  # ConfigError before anything is written

@@ -79,3 +79,68 @@ def test_sync_waits_for_all_B():
 def test_harmonic_mean_is_zero_until_all_have_one():
     assert harmonic_mean(np.array([3, 0])) == 0.0
     assert harmonic_mean(np.array([2, 2])) == 2.0
+
+
+@pytest.mark.parametrize("rule", [AggregateSync(3, 2), AggregateRennala(3, 5),
+                                  AggregateMalenia(3, 5)])
+def test_weights_are_each_workers_local_weight(rule):
+    """The virtual clock's weights() and an MPI rank's local_weight are one arithmetic."""
+    drive(rule, [0, 1, 0, 2, 0, 1, 2, 2, 0, 1, 1, 2])
+    w = rule.weights()
+    assert w.dtype == np.float64 and w.shape == (3,)
+    for i, c in enumerate(rule.M_i):
+        assert w[i] == rule.local_weight(i, int(c))  # the very same bits
+
+
+def test_the_old_weight_formulas_hold_bit_for_bit():
+    """Sync 1/(n B), Rennala 1/M, Malenia 1/(n M_i) as numpy wrote them before, and 0 for
+    a Malenia worker with no gradient (it adds zeros, not 0 * inf)."""
+    assert AggregateSync(4, 3).local_weight(2, 7) == 1.0 / (4 * 3)
+    assert AggregateRennala(4, 30).local_weight(1, 0) == 1.0 / 30
+    mal = AggregateMalenia(4, 30)
+    for c in (1, 2, 3, 7, 1000):
+        assert mal.local_weight(0, c) == (1.0 / (4 * np.array([c], dtype=np.float64)))[0]
+    assert mal.local_weight(3, 0) == 0.0
+
+
+def test_rennala_counter_questions_agree_with_on_finished():
+    """The RMA plane asks accepts_at/done_at of the round's total; on_finished and done are
+    the same predicates on the rule's own count."""
+    rule = AggregateRennala(n=2, M=3)
+    for m in range(6):
+        assert rule.accepts_at(m) == (m < 3) and rule.done_at(m) == (m >= 3)
+        assert rule.done() == rule.done_at(rule.m)
+        assert rule.on_finished(m % 2) == rule.accepts_at(min(m, 3))
+    assert rule.m == 3 and not rule.wants_more(0)
+
+
+def test_wants_more_is_false_once_a_round_is_over():
+    for rule in (AggregateRennala(2, 2), AggregateMalenia(2, 2)):
+        assert rule.wants_more(0)
+        drive(rule, [0, 1, 0, 1])
+        assert rule.done() and not rule.wants_more(0) and not rule.wants_more(1)
+
+
+def test_registry_has_every_config_choice_and_builds_its_parts():
+    from nigt_hpc import config, registry
+    from nigt_hpc.nigt import NIGT, PolicyGradient
+
+    assert config.SCHEMA["algo"]["name"].choices == registry.ALGORITHMS
+    cfg = config.load(None, [])
+    theta0 = np.zeros(4)
+    for name in registry.ALGORITHMS:
+        algo = registry.lookup(name)
+        cfg["algo"]["name"] = name
+        assert registry.of(cfg) is algo
+        opt = algo.make_optimizer(cfg, theta0)
+        assert isinstance(opt, PolicyGradient if algo.outer == "pg" else NIGT)
+        if algo.engine == "server":
+            assert algo.rule is None and algo.control == "server"
+            continue
+        rule = algo.make_rule(3, 5, 2)
+        assert isinstance(rule, algo.rule) and not rule.done()
+        if algo.control == "counter":  # the planes read only the accepted total
+            assert rule.accepts_at(0) and rule.done_at(5)
+        assert algo.reuse_stale == (algo.control != "none")
+    with pytest.raises(ValueError, match="unknown algo.name"):
+        registry.lookup("nope")

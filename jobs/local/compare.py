@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-ALGOS = ["rennala_nigt", "malenia_nigt", "sync_nigt", "afedpg", "rennala_pg", "sync_pg"]
+from nigt_hpc.registry import ALGORITHMS as ALGOS  # every algo.name, in config's order
 
 
 def mpiexec() -> str:
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--slow", type=float, default=5.0)
     ap.add_argument("--unit", type=float, default=2e-5)
     ap.add_argument("--cap", type=float, default=120.0)
-    ap.add_argument("--algos", nargs="+", default=ALGOS)
+    ap.add_argument("--algos", nargs="+", default=list(ALGOS))
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE for every run")
     ap.add_argument("--algo-set", action="append", default=[],
                     help="ALGO:KEY=VALUE for one algorithm, e.g. afedpg:algo.alpha=0.05")

@@ -36,11 +36,11 @@ from mpi4py import MPI
 
 from .. import kernels as K
 from ..delays import afedpg_transfer_times, comm_factors, compute_factors, make_delay
-from ..nigt import NIGT, extrapolate
+from ..nigt import extrapolate
 from ..obsnorm import make_obsnorm
 from ..rollout import Sampler
 from ..timers import Timers
-from .common import NonFiniteGradients, RoundBook, one_gradient_stats
+from .common import NonFiniteGradients, RoundBook, make_optimizer, one_gradient_stats
 from .guard import RoundGuard
 
 TAG_GRAD = 21
@@ -74,8 +74,9 @@ class AFedPGEngine:
         self.evaluate = None  # rank 0: evaluation every run.eval_every_rounds (run.py)
         self.eval_every = cfg["run"]["eval_every_rounds"]
         self.eta = cfg["algo"]["eta"]
-        # the server's update is the NIGT step: d <- (1-eta) d + eta g, normalised step alpha
-        self.opt = NIGT(theta0, self.eta, cfg["algo"]["alpha"])
+        # the server's update is the registry's outer step for afedpg, NIGT: d <- (1-eta) d
+        # + eta g, normalised step alpha (the lookahead below needs its theta_prev)
+        self.opt = make_optimizer(cfg, theta0)
         self.book = RoundBook(cfg, self.n)
         h = compute_factors(cfg, self.n)
         kappa = comm_factors(cfg, self.n, self.d)
@@ -374,7 +375,7 @@ class AFedPGEngine:
         st = self.opt.state()
         arrays = {k: v for k, v in st.items() if isinstance(v, np.ndarray)}
         state = {"round": self.k - 1, "k": self.k, "t": st["t"], "time_s": elapsed,
-                 "ranks": self.size, "algo": "afedpg", "book": self.book.state(),
+                 "ranks": self.size, "algo": self.cfg["algo"]["name"], "book": self.book.state(),
                  "per_rank": self.per_rank,
                  "staleness": [self.staleness_sum, self.staleness_n]}
         if self.norm is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..nigt import NIGT, PolicyGradient
+from .. import registry
 
 # per-worker statistics of a round; ``reports`` counts control-plane reports (Rennala's
 # fetch_adds), from which every rank derives the next round's counter base
@@ -43,11 +43,8 @@ def one_gradient_stats(n: int, worker: int, steps: float, ret: float) -> np.ndar
 
 
 def make_optimizer(cfg: dict, theta0: np.ndarray):
-    """Return the outer step of ``algo.name``: NIGT, or plain PG for the *_pg baselines."""
-    a = cfg["algo"]
-    if a["name"].endswith("_pg"):
-        return PolicyGradient(theta0, a["lr"])
-    return NIGT(theta0, a["eta"], a["alpha"])
+    """Return the outer step the registry gives ``algo.name`` (NIGT or plain PG)."""
+    return registry.of(cfg).make_optimizer(cfg, theta0)
 
 
 @dataclass

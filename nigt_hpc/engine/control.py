@@ -6,8 +6,9 @@
   outside MPI).  The counter is never reset: each round has a ``base`` every rank knows from
   the previous round's Allreduce, so a late reader can never mistake one round for another.
 * :class:`MaleniaCoordinator` / :class:`StopListener` -- Malenia's per-rank counters travel
-  to rank 0 by ``Isend``/``Irecv``; rank 0 evaluates the harmonic-mean rule and tells every
-  other rank to stop with one ``Isend`` each.
+  to rank 0 by ``Isend``/``Irecv``; rank 0 writes them into the round's ``AggregateMalenia``
+  (the engine's rule object), asks its ``done()`` and tells every other rank to stop with
+  one ``Isend`` each.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class StopListener:
         self.stopped = False
         self._sends: list = []
 
-    def start_round(self, rnd: int) -> None:
-        """Post the Irecv of this round's stop message."""
+    def start_round(self, rnd: int, rule=None) -> None:
+        """Post the Irecv of this round's stop message (the rule is rank 0's business)."""
         self.stopped = False
         self._req = self.comm.Irecv(self._buf, source=self.root, tag=TAG_STOP)
 
@@ -95,6 +96,8 @@ class MaleniaCoordinator:
 
     def __init__(self, comm: MPI.Comm, n_workers: int, M: int):
         self.comm = comm
+        # replaced by each round's own rule at start_round (round 0's target is M_init);
+        # until then an empty one: every rank has reported nothing
         self.rule = AggregateMalenia(n_workers, M)
         self.n = n_workers
         self._bufs = [np.zeros(2, dtype=np.int64) for _ in range(n_workers)]
@@ -106,9 +109,10 @@ class MaleniaCoordinator:
         self._stop_sends: list = []
         self._stop_buf = np.zeros(1, dtype=np.int64)
 
-    def start_round(self, rnd: int) -> None:
-        """Reset the rule's counts for a new round."""
-        self.rule.start_round()
+    def start_round(self, rnd: int, rule: AggregateMalenia) -> None:
+        """Take this round's rule (fresh counts; the engine's, whose target is this round's
+        M) and reset the message counts."""
+        self.rule = rule
         self.received[:] = 0
         self.stopped = False
         self.rnd = rnd

@@ -22,7 +22,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from ..aggregation import AggregateSync
+from .. import registry
 from ..delays import comm_factors, compute_factors, make_delay
 from ..rollout import Sampler
 from ..timers import Timers
@@ -30,9 +30,6 @@ from .common import Exchange, LocalRound, NonFiniteGradients, RoundBook, make_op
 from .control import MaleniaCoordinator, StopListener
 from .guard import RoundGuard
 from .planes import make_plane
-
-RULES = {"sync_nigt": "sync", "sync_pg": "sync", "rennala_nigt": "rennala",
-         "rennala_pg": "rennala", "malenia_nigt": "malenia"}
 
 
 class MPIEngine:
@@ -56,11 +53,13 @@ class MPIEngine:
         self.opt = make_optimizer(cfg, theta0)
         self.d = len(theta0)
         a = cfg["algo"]
-        self.rule = RULES[a["name"]]
+        self.algo = registry.of(cfg)
+        self.kind = self.algo.control  # "none" (sync), "counter" (Rennala) or "malenia"
+        self.agg = None  # this round's rule object (aggregation.py), made by _round
         self.M, self.M_init = a["M"], a["M_init"]
         self.B = a["B"] or math.ceil(a["M"] / self.n)
         self.B_init = a["B"] or math.ceil(a["M_init"] / self.n)
-        self.reuse = bool(a["reuse_stale"]) and self.rule != "sync"
+        self.reuse = bool(a["reuse_stale"]) and self.algo.reuse_stale
         self.is_clip = a["is_clip"]
         self.poll_every = cfg["mpi"]["poll_every_steps"]
         window = cfg["run"]["target_window"]
@@ -80,8 +79,8 @@ class MPIEngine:
         self.delay = make_delay(cfg, self.h[self.rank])
         self.comm_delay_s = self.kappa[self.rank] * dl["comm_unit_s"]
         self.plane, self.control_probe_s = None, None  # Rennala's control plane
-        self.control_name = {"sync": "none", "malenia": "malenia"}.get(self.rule)
-        if self.rule == "rennala":
+        self.control_name = {"none": "none", "malenia": "malenia"}.get(self.kind)
+        if self.kind == "counter":
             self.plane, self.control_probe_s = make_plane(cfg, comm, self.d)
             self.control_name = self.plane.name
         self.guard = RoundGuard(comm, stop_flag, cfg)
@@ -90,7 +89,7 @@ class MPIEngine:
         self.boundary_round = -1
         self.boundary_time = 0.0
         self.per_rank = [{"episode": 0, "steps": 0} for _ in range(self.n)]
-        if self.rule == "malenia":
+        if self.kind == "malenia":
             self.ctl = (MaleniaCoordinator(comm, self.n, self.M) if self.rank == 0
                         else StopListener(comm))
         self.t_start = 0.0
@@ -153,8 +152,8 @@ class MPIEngine:
         self.local.grads += 1
         self.local.episode_done(traj.ret)
 
-    def _sample_sync(self, theta: np.ndarray, B: int) -> None:
-        rule = AggregateSync(self.n, B)
+    def _sample_sync(self, theta: np.ndarray) -> None:
+        rule = self.agg  # this rank counts only its own quota: no messages
         stop = self.guard.interrupted
         on_step = (lambda: self.delay.step(stop)) if self.delay.active else None
         while rule.wants_more(self.rank) and not stop():
@@ -170,10 +169,10 @@ class MPIEngine:
 
     def _sample_async(self, rnd: int, theta: np.ndarray, M: int) -> None:
         sampler, local = self.sampler, self.local
-        if self.rule == "malenia":
-            self.ctl.start_round(rnd)
+        if self.kind == "malenia":
+            self.ctl.start_round(rnd, self.agg)
         else:
-            self.plane.start_round(rnd, M, local)
+            self.plane.start_round(rnd, self.agg, local)
         over = lambda *_: self._round_over(M)  # noqa: E731
         on_step = (lambda: self.delay.step(over)) if self.delay.active else None
         while not over():
@@ -207,13 +206,13 @@ class MPIEngine:
         if self.comm_delay_s > 0.0:
             self.delay.sleep(self.comm_delay_s, self.guard.interrupted)
         if self.guard.aborting:  # an abandoned round still ends every rank's listener
-            if self.rule == "malenia" and self.rank == 0:
+            if self.kind == "malenia" and self.rank == 0:
                 self.ctl.force_stop()
             elif self.plane is not None:
                 self.plane.force_stop()
         t0 = time.perf_counter()
         self.guard.arrive(rnd)  # arrival skew, timed apart from the collective itself
-        if self.rule == "malenia" and self.rank != 0:
+        if self.kind == "malenia" and self.rank != 0:
             self.ctl.end_round()
         t1 = time.perf_counter()
         elapsed, due = 0.0, False
@@ -237,33 +236,31 @@ class MPIEngine:
         self.book.comm_bytes += 8 * self.d * self.n  # d-vector payload of every rank
         return self.exchange.unpack()
 
-    def _weight(self, M: int, B: int) -> float:
-        """Return this rank's factor on its local sum (ALGORITHMS sections 2-4)."""
-        if self.rule == "sync":
-            return 1.0 / (self.n * B)
-        if self.rule == "rennala":
-            return 1.0 / M
-        return 1.0 / (self.n * self.local.grads) if self.local.grads else 0.0
+    def _weight(self) -> float:
+        """Return this rank's factor on its local sum: the rule's, for the count it holds
+        (the virtual clock's ``weights()`` is the same ``local_weight`` per worker)."""
+        return self.agg.local_weight(self.rank, self.local.grads)
 
     def _round(self, rnd: int) -> bool:
         """Run one round (``rnd = 0`` is the initial direction); return True to stop."""
         M, B = (self.M_init, self.B_init) if rnd == 0 else (self.M, self.B)
         theta_tilde = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
+        self.agg = self.algo.make_rule(self.n, M, B)
         self.local.reset()
         self.guard.start_round()
         steps0 = self.sampler.steps
         t0 = time.perf_counter()
-        if self.rule == "sync":
-            self._sample_sync(theta_tilde, B)
+        if self.kind == "none":
+            self._sample_sync(theta_tilde)
         else:
             self._sample_async(rnd, theta_tilde, M)
         if self.trace is not None:
             self.trace.append(("sample", t0, time.perf_counter()))
         self.local.env_steps = self.sampler.steps - steps0
-        g, time_s, stop_requests, due, stats, rets = self._reduce(rnd, self._weight(M, B))
+        g, time_s, stop_requests, due, stats, rets = self._reduce(rnd, self._weight())
         if self.plane is not None:
             self.plane.end_round(stats[:, 6].astype(np.int64))  # every report of the round
-        if self.rule == "malenia" and self.rank == 0:
+        if self.kind == "malenia" and self.rank == 0:
             self.ctl.end_round(stats[:, 0].astype(np.int64))
         if stop_requests:
             # A stop signal reached some rank during this round, and every rank abandoned
@@ -341,7 +338,7 @@ class MPIEngine:
         """Run rounds until a stop rule holds; return a summary (same on every rank)."""
         if self.rank == 0 and self.on_checkpoint is not None:
             self.guard.write_checkpoint = self._write_checkpoint
-        if self.rule == "malenia" and self.rank == 0:
+        if self.kind == "malenia" and self.rank == 0:
             self.guard.silent = lambda: [j for j in range(self.n)
                                          if self.ctl.rule.M_i[j] == 0]
         self.guard.start()
@@ -359,7 +356,7 @@ class MPIEngine:
             self.guard.close()
         if self.plane is not None:
             self.plane.free()
-        if self.rule == "malenia" and self.rank == 0:
+        if self.kind == "malenia" and self.rank == 0:
             self.ctl.free()
         t = self.timers
         t.add("env_step", self.sampler.t_env, 0)

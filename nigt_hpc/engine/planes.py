@@ -1,9 +1,13 @@
 """Rennala's control plane: which finished gradients are the round's first M, and when the
-round is over.  Two implementations behind one interface, chosen by ``mpi.control``.
+round is over.  Two implementations behind one interface, chosen by ``mpi.control``.  Both
+only move counts: what a count means is the round's rule object (``aggregation.py``, a rule
+of control kind "counter" in ``registry.py``), which decides acceptance and the stop.
 
 Interface (every rank, every round)::
 
-    start_round(rnd, M, local)  before sampling; ``local`` is the rank's LocalRound
+    start_round(rnd, rule, local)
+                                before sampling; ``rule`` is this round's rule object,
+                                ``local`` the rank's LocalRound
     poll() -> bool              is the round over?  (rank 0 of "p2p" serves the plane here)
     report(g) -> True/False/None
                                 True: accepted (the caller adds g); False: rejected (or not
@@ -13,19 +17,21 @@ Interface (every rank, every round)::
     free()                      collective, after the last round
 
 * :class:`RMAPlane` -- an int64 counter on rank 0 (control.RMACounter).  A report is one
-  ``Fetch_and_op``; the value it returns says at once whether the gradient is among the first
-  M.  Right only where passive-target RMA progresses while rank 0 computes outside MPI
+  ``Fetch_and_op``; the rule's ``accepts_at`` of the value it returns says at once whether
+  the gradient is among the first M (and ``done_at`` of a read, whether the round is
+  over).  Right only where passive-target RMA progresses while rank 0 computes outside MPI
   (MPICH's ch4, Open MPI's ``osc sm``), not where the target must enter MPI (``osc ucx``).
 * :class:`P2PCoordinator` (rank 0) / :class:`P2PWorker` (ranks >= 1) -- point-to-point
   messages that need no asynchronous progress.  A worker ``Isend``s one tiny report per
   finished gradient.  Rank 0, which samples too, ``Test``s its posted ``Irecv``s at every
   poll (every ``mpi.poll_every_steps`` env steps and every slice of an emulated-delay sleep):
-  it accepts reports in its arrival order while fewer than M are accepted, so worker j's
-  accepted gradients are exactly its first a_j reports (messages from one rank do not
-  overtake each other).  Rank 0 answers a poll's new acceptances with one ack per worker
-  carrying a_j so far, and when the M-th is accepted it sends every worker a stop carrying
-  its final a_j.  All of a round's messages to a worker travel on one tag through one posted
-  ``Irecv`` at a time, so they are taken in the order sent and the stop is always the last.
+  it offers reports to the rule (``on_finished``) in its arrival order until the rule is
+  ``done``, so the rule's ``M_i[j]`` is the a_j below and worker j's accepted gradients are
+  exactly its first a_j reports (messages from one rank do not overtake each other).  Rank 0
+  answers a poll's new acceptances with one ack per worker carrying a_j so far, and when the
+  rule is done (the M-th is accepted) it sends every worker a stop carrying its final a_j.
+  All of a round's messages to a worker travel on one tag through one posted ``Irecv`` at a
+  time, so they are taken in the order sent and the stop is always the last.
 
   A worker does not wait for the answer to a report: it keeps the gradient in one of
   ``PENDING_MAX`` buffers (d floats each) and samples on; at its polls it ``Test``s for
@@ -71,18 +77,19 @@ class RMAPlane:
         self.counter = RMACounter(comm)
         self.base = 0  # the counter is never reset: a late reader cannot mix up two rounds
 
-    def start_round(self, rnd: int, M: int, local) -> None:
-        """Remember this round's M and the local round the reports count into."""
-        self.M, self.local = M, local
+    def start_round(self, rnd: int, rule, local) -> None:
+        """Remember this round's rule and the local round the reports count into."""
+        self.rule, self.local = rule, local
 
     def poll(self) -> bool:
-        """Return whether M gradients have been accepted this round (one atomic read)."""
-        return self.counter.read() - self.base >= self.M
+        """Return whether the rule says the round is over (one atomic read of the total)."""
+        return self.rule.done_at(self.counter.read() - self.base)
 
     def report(self, g: np.ndarray) -> bool:
-        """Return whether this gradient is among the round's first M (one Fetch_and_op)."""
+        """Return whether the rule accepts this gradient, given how many finished before it
+        this round (one Fetch_and_op): exactly M accepted."""
         self.local.reports += 1
-        return self.counter.fetch_add(1) - self.base < self.M  # exactly M accepted
+        return self.rule.accepts_at(self.counter.fetch_add(1) - self.base)
 
     def force_stop(self) -> None:
         """Nothing to send: every rank left the round on its own abort."""
@@ -107,39 +114,40 @@ class P2PCoordinator:
         self._bufs = [np.zeros(1, dtype=np.int64) for _ in range(self.n)]
         self._reqs = [None] + [comm.Irecv(self._bufs[j], source=j, tag=TAG_REPORT)
                                for j in range(1, self.n)]
-        self.a = np.zeros(self.n, dtype=np.int64)  # accepted this round, per rank
+        self.rule = None  # this round's rule: its M_i[j] is rank j's accepted count a_j
         self.acked = np.zeros(self.n, dtype=np.int64)  # a_j last sent to rank j
         self.received = np.zeros(self.n, dtype=np.int64)
         self._sends: list = []  # (buffer, request): buffers live until the round's end
         self.stopped = True
 
-    def start_round(self, rnd: int, M: int, local) -> None:
-        """Reset the round's counts."""
-        self.rnd, self.M, self.local = rnd, M, local
-        self.a[:] = self.acked[:] = self.received[:] = 0
-        self.count = 0
+    def start_round(self, rnd: int, rule, local) -> None:
+        """Take this round's rule (its counts start at zero) and reset the message counts."""
+        self.rnd, self.rule, self.local = rnd, rule, local
+        self.acked[:] = self.received[:] = 0
         self.stopped = False
 
     def _send(self, j: int, kind: int) -> None:
-        buf = np.array([self.rnd, self.a[j], kind], dtype=np.int64)
+        a_j = self.rule.M_i[j]
+        buf = np.array([self.rnd, a_j, kind], dtype=np.int64)
         self._sends.append((buf, self.comm.Isend(buf, dest=j, tag=TAG_ANSWER)))
-        self.acked[j] = self.a[j]
+        self.acked[j] = a_j
 
     def _take(self, j: int) -> None:
-        """Take worker j's report that has arrived (accept it while fewer than M are)."""
+        """Take worker j's report that has arrived (offered to the rule until it is done)."""
         assert self._bufs[j][0] == self.rnd, "a report crossed a round boundary"
         self.received[j] += 1
         if not self.stopped:
             self._accept(j)
         self._reqs[j] = self.comm.Irecv(self._bufs[j], source=j, tag=TAG_REPORT)
 
-    def _accept(self, j: int) -> None:
-        self.a[j] += 1
-        self.count += 1
-        if self.count == self.M:
+    def _accept(self, j: int) -> bool:
+        """Offer rank j's gradient to the rule; stop the round once the rule is done."""
+        accepted = self.rule.on_finished(j)
+        if self.rule.done():
             self.stopped = True
             for k in range(1, self.n):  # each worker's last message of the round
                 self._send(k, STOP)
+        return accepted
 
     def poll(self) -> bool:
         """Take every report that has arrived and answer it; return whether the round is
@@ -151,7 +159,7 @@ class P2PCoordinator:
                 self._take(j)
         if not self.stopped:
             for j in range(1, self.n):
-                if self.a[j] > self.acked[j]:
+                if self.rule.M_i[j] > self.acked[j]:
                     self._send(j, ACK)
         return self.stopped
 
@@ -160,8 +168,7 @@ class P2PCoordinator:
         if self.poll():
             return False
         self.local.reports += 1
-        self._accept(0)
-        return True
+        return self._accept(0)
 
     def force_stop(self) -> None:
         """End the round now (a stop signal abandoned it): every worker gets its stop."""
@@ -203,8 +210,8 @@ class P2PWorker:
         self._report_buf = np.zeros(1, dtype=np.int64)
         self.stopped = True
 
-    def start_round(self, rnd: int, M: int, local) -> None:
-        """Post the Irecv of the round's first answer."""
+    def start_round(self, rnd: int, rule, local) -> None:
+        """Post the Irecv of the round's first answer (rank 0 holds the rule)."""
         self.rnd, self.local = rnd, local
         self.stopped = False
         self._req = self.comm.Irecv(self._ans, source=0, tag=TAG_ANSWER)

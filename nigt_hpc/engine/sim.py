@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from ..aggregation import AggregateMalenia, AggregateRennala, AggregateSync
+from .. import registry
 from ..config import ConfigError
 from ..delays import afedpg_transfer_times, comm_factors, compute_factors
 from ..obsnorm import ObsNorm
@@ -68,7 +68,7 @@ class SimEngine:
         self.n = len(samplers)
         self.d = len(theta0)
         a = cfg["algo"]
-        self.algo = a["name"]
+        self.algo = registry.of(cfg)
         self.opt = make_optimizer(cfg, theta0)
         self.h, self.kappa = virtual_speeds(cfg, self.n, self.d)
         self.per_step = cfg["sim"]["time_model"] == "step"
@@ -91,13 +91,6 @@ class SimEngine:
         self.link_log: list[tuple[int, float, float, float, float]] = []
 
     # ------------------------------------------------------------------ helpers
-
-    def _rule(self, M: int, B: int):
-        if self.algo in ("rennala_nigt", "rennala_pg"):
-            return AggregateRennala(self.n, M)
-        if self.algo == "malenia_nigt":
-            return AggregateMalenia(self.n, M)
-        return AggregateSync(self.n, B)
 
     def _rollout(self, w: int, theta: np.ndarray):
         t0 = time.perf_counter()
@@ -134,7 +127,7 @@ class SimEngine:
     def _round(self, rnd: int) -> bool:
         M, B = (self.M_init, self.B_init) if rnd == 0 else (self.M, self.B)
         theta = self.opt.theta if rnd == 0 else self.opt.theta_tilde()
-        rule = self._rule(M, B)
+        rule = self.algo.make_rule(self.n, M, B)
         sums = np.zeros((self.n, self.d))
         stats = np.zeros((self.n, len(STATS)))
         rets: list[list[float]] = [[] for _ in range(self.n)]
@@ -159,8 +152,7 @@ class SimEngine:
                 stats[w, 2] += 1
                 stats[w, 3] += traj.ret
                 rets[w].append(traj.ret)
-            if not rule.done() and (not isinstance(rule, AggregateSync)
-                                    or rule.wants_more(w)):
+            if rule.wants_more(w):  # false once the round is over, or w's quota is in
                 self._start(queue, w, t, theta, seq)
         stats[:, 4] = [sum(1 for e in queue if e[1] == w) for w in range(self.n)]
         for w in range(self.n):
@@ -205,7 +197,7 @@ class SimEngine:
         the upload ends and the worker restarts when the download ends.  ``parallel``: the
         exchange costs kappa_w, overlaps every other, and the worker restarts at the update.
         """
-        n, opt, eta = self.n, self.opt, self.cfg["algo"]["eta"]
+        n, opt = self.n, self.opt
         # Why shared is the default: one server NIC carries every gradient up and every
         # parameter copy down, so n transfers cannot overlap there, while an Allreduce
         # spreads its bytes over every rank's link.
@@ -221,16 +213,17 @@ class SimEngine:
         def push(w: int, ready: float) -> None:
             heapq.heappush(queue, (ready if shared else ready + up[w], w, ready))
 
-        # policy.obs_norm: the server's statistics (``norm``); a worker samples with those
+        # policy.obs_norm: the server's statistics (``server``); a worker samples with those
         # that came with its parameters (``held``) and its moments go up with its gradient
         norm = self.norm
         server = None
         if norm is not None:
             server = ObsNorm(norm.dim, norm.clip)
-        held = {}  # worker -> (theta, theta_prev, version, statistics) it works with
+        # worker -> (theta_tilde, version, statistics) it works with: the point is the outer
+        # step's own theta_tilde when the server replies, as the MPI server sends it
+        held = {}
         for w in range(n):
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), 0,
-                       None if server is None else server.pack())
+            held[w] = (opt.theta_tilde(), 0, None if server is None else server.pack())
             push(w, self.h[w])  # theta_0 is on every worker at t = 0, free
         while True:
             _, w, ready = heapq.heappop(queue)
@@ -240,8 +233,7 @@ class SimEngine:
             if shared:
                 link_free = restart
             self.link_log.append((w, ready, start, t, restart))
-            th, thp, version, stats = held[w]
-            theta_tilde = th + ((1.0 - eta) / eta) * (th - thp)
+            theta_tilde, version, stats = held[w]
             if server is not None:
                 norm.unpack(stats)
             traj = self._rollout(w, theta_tilde)
@@ -270,8 +262,7 @@ class SimEngine:
             k += 1
             if stop:
                 break
-            held[w] = (opt.theta.copy(), opt.theta_prev.copy(), k,
-                       None if server is None else server.pack())
+            held[w] = (opt.theta_tilde(), k, None if server is None else server.pack())
             cost = self._cost(w, traj) if self.per_step else self.h[w]
             push(w, restart + cost)
 
@@ -280,7 +271,7 @@ class SimEngine:
     def run(self) -> dict:
         """Run until a stop rule holds; return a summary like the MPI engine's."""
         t0 = time.perf_counter()
-        if self.algo == "afedpg":
+        if self.algo.engine == "server":
             self._afedpg()
         else:
             rnd = 0

@@ -1,6 +1,6 @@
 """Helpers for tests that run on real ranks: agree before asserting (PITFALLS P2)."""
 
-from nigt_hpc import config, run
+from nigt_hpc import config, registry, run
 from nigt_hpc.engine.afedpg import AFedPGEngine
 from nigt_hpc.engine.mpi import MPIEngine
 from nigt_hpc.rollout import make_sampler
@@ -17,7 +17,7 @@ def all_ok(comm, ok: bool) -> bool:
 def engine_for(comm, sets, collect=None):
     """Return (engine, timers) for the config ``sets`` on ``comm``."""
     cfg = config.load(None, list(sets))
-    afedpg = cfg["algo"]["name"] == "afedpg"
+    afedpg = registry.of(cfg).engine == "server"
     worker = comm.Get_rank() - 1 if afedpg else comm.Get_rank()
     env, info, spec = run.build(cfg, max(worker, 0))
     sampler = None
