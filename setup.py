@@ -35,6 +35,12 @@ setup(
         # version our tests and benchmark figures were taken with.
         "mujoco": ["gymnasium[mujoco]>=1.0,<2", "mujoco==4.0.0"],
         "plot": ["matplotlib>=3.6"],
+        # `nigt-hpc eval --video`: gymnasium's RecordVideo writes MP4s with moviepy (whose
+        # imageio-ffmpeg ships a ~170 MB ffmpeg binary, so not in "test"); classic control
+        # draws its frames with pygame.  MuJoCo also needs a system libEGL or libOSMesa.
+        "video": ["moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2"],
+        # examples/minigrid.toml (minigrid pulls pygame-ce, ~20 MB, so not in "test")
+        "examples": ["minigrid>=2.3"],
         "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6"],
     },
     entry_points={"console_scripts": ["nigt-hpc=nigt_hpc.cli:main"]},

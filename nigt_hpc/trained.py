@@ -148,9 +148,18 @@ def load(run_dir: str) -> Policy:
     return Policy(theta, doc)
 
 
-def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = None):
-    """Return the policy's environment (as worker ``worker`` saw it) through gymnasium."""
+def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = None,
+                  video_dir: str | None = None):
+    """Return the policy's environment (as worker ``worker`` saw it) through gymnasium.
+
+    With ``video_dir`` it renders rgb_array frames (ConfigError if it cannot) and records
+    every episode there as ``ENV-worker-W-episode-K.mp4``; closing it writes the last one.
+    Call :func:`nigt_hpc.video.select_gl` first: MuJoCo's GL backend is fixed at import.
+    """
     from . import config, envs
+
+    if video_dir is not None:
+        render_mode = "rgb_array"
 
     cfg = config.defaults()
     for k, v in policy.doc["env"].items():
@@ -158,7 +167,18 @@ def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = Non
     cfg["env"]["backend"] = "gymnasium"  # the compiled fast paths match it bit for bit
     if render_mode is not None:
         cfg["env"]["kwargs"] = {**cfg["env"]["kwargs"], "render_mode": render_mode}
-    return envs.make_env(cfg, worker)
+    env = envs.make_env(cfg, worker)
+    if video_dir is None:
+        return env
+    from . import video
+
+    try:
+        video.check_renders(env, policy.env_id)
+    except ConfigError:
+        env.close()
+        raise
+    tag = policy.env_id.replace(":", "_").replace("/", "_")
+    return video.record(env, video_dir, f"{tag}-worker-{worker}")
 
 
 def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, seed: int = 0,
