@@ -167,18 +167,22 @@ def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = Non
     cfg["env"]["backend"] = "gymnasium"  # the compiled fast paths match it bit for bit
     if render_mode is not None:
         cfg["env"]["kwargs"] = {**cfg["env"]["kwargs"], "render_mode": render_mode}
-    env = envs.make_env(cfg, worker)
     if video_dir is None:
-        return env
+        return envs.make_env(cfg, worker)
     from . import video
 
     try:
+        env = envs.make_env(cfg, worker)
+    except ConfigError as e:  # training made it without render_mode, so that is the cause
+        raise ConfigError(f"--video: {policy.env_id!r} cannot be made with render_mode = "
+                          f"'rgb_array', so it cannot render ({e})") from None
+    try:
         video.check_renders(env, policy.env_id)
+        tag = policy.env_id.replace(":", "_").replace("/", "_")
+        return video.record(env, video_dir, f"{tag}-worker-{worker}")
     except ConfigError:
         env.close()
         raise
-    tag = policy.env_id.replace(":", "_").replace("/", "_")
-    return video.record(env, video_dir, f"{tag}-worker-{worker}")
 
 
 def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, seed: int = 0,

@@ -148,8 +148,12 @@ def record(env, folder: str, prefix: str):
     def wrap(inner):
         with warnings.catch_warnings():  # "Overwriting existing videos": DIR may exist
             warnings.simplefilter("ignore")
-            return RecordVideo(inner, folder, episode_trigger=lambda _: True,
-                               name_prefix=prefix, disable_logger=True)
+            try:  # it makes the folder: where check_dir's access test could not tell
+                return RecordVideo(inner, folder, episode_trigger=lambda _: True,
+                                   name_prefix=prefix, disable_logger=True)
+            except OSError as e:
+                raise ConfigError(f"--video {folder!r}: cannot create it ({e.strerror})") \
+                    from None
 
     if isinstance(env, NegateObs):
         env.env = wrap(env.env)
