@@ -118,3 +118,16 @@ def test_missing_video_extra_is_named(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'nigt_hpc[video]'" in err
     assert not (tmp_path / "videos").exists()
+
+
+def test_a_negate_obs_worker_is_recorded_inside_the_adapter(cli, tmp_path):
+    """The negate_obs adapter is no gymnasium Env: the recorder goes inside it."""
+    _needs_video()
+    pytest.importorskip("pygame", reason="CartPole draws with pygame: nigt_hpc[video]")
+    run = _saved_policy(tmp_path / "neg", "env.heterogeneity=negate_obs")
+    e = cli("eval", run, "--episodes", "1", "--worker", "1", "--video", tmp_path / "v",
+            "--json", tmp_path / "e.json", cwd=tmp_path)
+    assert e.returncode == 0, e.stderr
+    length = json.loads((tmp_path / "e.json").read_text())["lengths"][0]
+    n, _ = _frames(tmp_path / "v" / "CartPole-v1-worker-1-episode-0.mp4")
+    assert n == length + 1
