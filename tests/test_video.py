@@ -24,6 +24,15 @@ def _frames(path) -> tuple[int, tuple]:
         reader.close()
 
 
+def _is_episode(n_frames: int, length: int) -> bool:
+    """Return whether an MP4 of ``n_frames`` holds an episode of ``length`` steps.
+
+    RecordVideo keeps the reset frame and one per step, ``length + 1``; moviepy, writing
+    them at ``i / fps``, sometimes drops the last (12 recorded at 50 fps gave 11 decoded
+    frames, 9 gave 9)."""
+    return length <= n_frames <= length + 1
+
+
 def _needs_video():
     pytest.importorskip("moviepy", reason="the video extra: pip install 'nigt_hpc[video]'")
 
@@ -49,7 +58,7 @@ def test_cartpole_eval_writes_one_mp4_per_episode(cli, tmp_path):
         path = vids / f"CartPole-v1-worker-0-episode-{k}.mp4"
         assert path.stat().st_size > 0
         n, shape = _frames(path)
-        assert n == length + 1  # RecordVideo keeps the reset frame and one per step
+        assert _is_episode(n, length)
         assert shape == (400, 600, 3)
 
 
@@ -72,7 +81,7 @@ def test_mujoco_eval_renders_headless(cli, tmp_path):
     assert "MuJoCo rendered with MUJOCO_GL=" in stdout
     path = vids / "InvertedPendulum-v4-worker-0-episode-0.mp4"
     n, shape = _frames(path)
-    assert n == stats["lengths"][0] + 1 and shape == (480, 480, 3)
+    assert _is_episode(n, stats["lengths"][0]) and shape == (480, 480, 3)
     frame = iio.get_reader(str(path), "ffmpeg").get_data(0)
     assert frame.std() > 10  # a scene, not a blank buffer
 
@@ -130,4 +139,4 @@ def test_a_negate_obs_worker_is_recorded_inside_the_adapter(cli, tmp_path):
     assert e.returncode == 0, e.stderr
     length = json.loads((tmp_path / "e.json").read_text())["lengths"][0]
     n, _ = _frames(tmp_path / "v" / "CartPole-v1-worker-1-episode-0.mp4")
-    assert n == length + 1
+    assert _is_episode(n, length)
