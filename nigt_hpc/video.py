@@ -17,6 +17,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 
 from .config import ConfigError
 
@@ -30,7 +31,9 @@ _PROBE = "import mujoco; c = mujoco.GLContext(16, 16); c.make_current(); c.free(
 
 def _probe(backend: str) -> str | None:
     """Return None if MuJoCo can open a ``backend`` context here, else the reason why not."""
-    env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+    env = {**os.environ, "MUJOCO_GL": backend}
+    if backend in BACKENDS:
+        env.setdefault("PYOPENGL_PLATFORM", backend)
     try:
         out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
                              text=True, timeout=60)
@@ -58,18 +61,23 @@ def select_gl(env_id: str) -> str | None:
     """Set ``MUJOCO_GL`` (and ``PYOPENGL_PLATFORM``) for headless rendering; return the
     backend in force (None where MuJoCo plays no part).
 
-    A ``MUJOCO_GL`` the user set is kept as it is.  Otherwise the first of egl and osmesa
-    that opens a context wins; ConfigError if neither does.
+    A ``MUJOCO_GL`` the user set is kept, once it is seen to open a context (a typo or a
+    glfw without a display is one line here rather than a traceback later).  Otherwise the
+    first of egl and osmesa that opens a context wins; ConfigError if neither does.
     """
     chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
+    if not _needs_mujoco(env_id):
+        return chosen or None
+    if "mujoco" in sys.modules:  # too late to choose: mujoco already picked its backend
+        return chosen or None
     if chosen:
         if chosen in BACKENDS:
             os.environ.setdefault("PYOPENGL_PLATFORM", chosen)
+        why = _probe(chosen)
+        if why is not None:
+            raise ConfigError(f"--video: MUJOCO_GL={chosen} cannot open an OpenGL context "
+                              f"here ({why}); unset it to let eval choose; {GL_HINT}")
         return chosen
-    if not _needs_mujoco(env_id):
-        return None
-    if "mujoco" in sys.modules:  # too late to choose: mujoco already picked its backend
-        return None
     why = {}
     for backend in BACKENDS:
         why[backend] = _probe(backend)
@@ -119,8 +127,10 @@ def check_renders(env, env_id: str) -> None:
 
     inner = env.env if isinstance(env, NegateObs) else env  # the adapter draws nothing itself
     try:
-        env.reset(seed=0)
-        frame = inner.render()
+        with warnings.catch_warnings():  # GLFW and friends warn before they fail
+            warnings.simplefilter("ignore")
+            env.reset(seed=0)
+            frame = inner.render()
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"--video: {env_id!r} cannot render: {str(e).splitlines()[0]}") \
             from None
@@ -142,8 +152,6 @@ def record(env, folder: str, prefix: str):
     RecordVideo needs a gymnasium Env; the negate_obs adapter is not one, so the recorder
     goes inside it (the frames are the same: negation changes observations only).
     """
-    import warnings
-
     from gymnasium.wrappers import RecordVideo
 
     from .envs import NegateObs

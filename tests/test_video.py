@@ -140,3 +140,14 @@ def test_a_negate_obs_worker_is_recorded_inside_the_adapter(cli, tmp_path):
     length = json.loads((tmp_path / "e.json").read_text())["lengths"][0]
     n, _ = _frames(tmp_path / "v" / "CartPole-v1-worker-1-episode-0.mp4")
     assert _is_episode(n, length)
+
+
+@needs_mujoco
+def test_a_mujoco_gl_that_cannot_open_a_context_is_one_line(cli, tmp_path):
+    _needs_video()
+    run = _saved_policy(tmp_path / "ip", "env.id=InvertedPendulum-v4")
+    p = cli("eval", run, "--video", tmp_path / "videos", cwd=tmp_path,
+            env={"MUJOCO_GL": "nosuchgl"})
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and "MUJOCO_GL=nosuchgl cannot open" in p.stderr
+    assert not (tmp_path / "videos").exists()
