@@ -29,11 +29,12 @@ BACKENDS = ("egl", "osmesa")
 _PROBE = "import mujoco; c = mujoco.GLContext(16, 16); c.make_current(); c.free()"
 
 
-def _probe(backend: str) -> str | None:
-    """Return None if MuJoCo can open a ``backend`` context here, else the reason why not."""
+def _probe(backend: str, platform: str | None = None) -> str | None:
+    """Return None if MuJoCo can open a ``backend`` context here, else the reason why not
+    (``platform``: the PYOPENGL_PLATFORM to try it with; None keeps this process's)."""
     env = {**os.environ, "MUJOCO_GL": backend}
-    if backend in BACKENDS:
-        env.setdefault("PYOPENGL_PLATFORM", backend)
+    if platform is not None:
+        env["PYOPENGL_PLATFORM"] = platform
     try:
         out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
                              text=True, timeout=60)
@@ -80,7 +81,7 @@ def select_gl(env_id: str) -> str | None:
         return chosen
     why = {}
     for backend in BACKENDS:
-        why[backend] = _probe(backend)
+        why[backend] = _probe(backend, platform=backend)
         if why[backend] is None:
             os.environ["MUJOCO_GL"] = backend
             os.environ["PYOPENGL_PLATFORM"] = backend

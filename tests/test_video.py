@@ -65,7 +65,7 @@ def test_cartpole_eval_writes_one_mp4_per_episode(cli, tmp_path):
 def _gl_or_skip():
     if os.environ.get("MUJOCO_GL"):
         return
-    why = {b: video._probe(b) for b in video.BACKENDS}
+    why = {b: video._probe(b, platform=b) for b in video.BACKENDS}
     if all(why.values()):
         pytest.skip(f"no headless OpenGL for MuJoCo here (egl: {why['egl']}; osmesa: "
                     f"{why['osmesa']}); {video.GL_HINT}")
