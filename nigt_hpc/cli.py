@@ -184,8 +184,8 @@ def _eval(args) -> int:
           f"min {stats['min_return']:.2f}, max {stats['max_return']:.2f}), mean length "
           f"{stats['mean_length']:.1f}")
     if args.video is not None:
-        prefix = f"{policy.env_id.replace(':', '_').replace('/', '_')}-worker-{args.worker}"
-        names = [f"{prefix}-episode-{i}.mp4" for i in range(args.episodes)]
+        names = [f"{video.prefix(policy.env_id, args.worker)}-episode-{i}.mp4"
+                 for i in range(args.episodes)]
         # the backend was chosen for any env that might use MuJoCo; name it if one did
         mj = f"; MuJoCo rendered with MUJOCO_GL={gl}" if gl and "mujoco" in sys.modules else ""
         sizes = [os.path.getsize(os.path.join(args.video, n)) for n in names

@@ -178,8 +178,7 @@ def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = Non
                           f"'rgb_array', so it cannot render ({e})") from None
     try:
         video.check_renders(env, policy.env_id)
-        tag = policy.env_id.replace(":", "_").replace("/", "_")
-        return video.record(env, video_dir, f"{tag}-worker-{worker}")
+        return video.record(env, video_dir, video.prefix(policy.env_id, worker))
     except ConfigError:
         env.close()
         raise

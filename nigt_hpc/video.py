@@ -90,6 +90,11 @@ def select_gl(env_id: str) -> str | None:
                       f"here (egl: {why['egl']}; osmesa: {why['osmesa']}); {GL_HINT}")
 
 
+def prefix(env_id: str, worker: int) -> str:
+    """Return the file-name prefix of worker ``worker``'s videos (``-episode-K.mp4`` follows)."""
+    return f"{env_id.replace(':', '_').replace('/', '_')}-worker-{worker}"
+
+
 def check_extra() -> None:
     """Raise ConfigError if the package RecordVideo writes MP4s with is missing."""
     if importlib.util.find_spec("moviepy") is None:
