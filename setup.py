@@ -38,7 +38,16 @@ setup(
         # jobs/compare_sb3.py: Stable-Baselines3 PPO side by side.  Install a CPU build of
         # torch first where pip would otherwise fetch a CUDA one (README, "Compare with SB3").
         "compare": ["torch>=2.2", "stable-baselines3>=2.3", "matplotlib>=3.6"],
-        "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6"],
+        # `nigt-hpc eval --video`: gymnasium's RecordVideo writes MP4s with moviepy (whose
+        # imageio-ffmpeg ships a ~170 MB ffmpeg binary); classic control draws its frames
+        # with pygame.  MuJoCo also needs a system libEGL or libOSMesa.
+        "video": ["moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2"],
+        # examples/minigrid.toml (minigrid pulls pygame-ce, ~20 MB)
+        "examples": ["minigrid>=2.3"],
+        # the video and MiniGrid tests run in CI too (issue: make --video work there), so
+        # "test" carries those extras' packages as well
+        "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6",
+                 "moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2", "minigrid>=2.3"],
     },
     entry_points={"console_scripts": ["nigt-hpc=nigt_hpc.cli:main"]},
     classifiers=[

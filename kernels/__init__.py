@@ -31,7 +31,7 @@ from .layout import (
     work_size,
 )
 from .mlp import act, act_noise, logp_batch, score_sum
-from .warmup import warmup
+from .warmup import cache_dir, cache_is_cold, warmup
 
 __all__ = [
     "HEAD_SOFTMAX",
@@ -44,6 +44,8 @@ __all__ = [
     "act_row",
     "aligned_copy",
     "aligned_empty",
+    "cache_dir",
+    "cache_is_cold",
     "gpomdp_coefficients",
     "grad_gpomdp",
     "grad_gpomdp_baseline",

@@ -66,3 +66,29 @@ def _install() -> bool:
 
 
 INSTALLED = _install()
+
+
+def is_cached(dispatcher) -> bool | None:
+    """Return whether the on-disk cache holds ``dispatcher`` compiled for this machine and
+    these sources (None where that cannot be read: not cached, or numba's internals moved).
+
+    The test is numba's own: an index entry whose key (signature, CPU and LLVM "magic
+    tuple", bytecode hash) is the one this process would look up, under the current stamp.
+    """
+    try:
+        cache = dispatcher._cache
+        if not cache._enabled:
+            return None
+        index = cache._cache_file._load_index()  # {} when absent or stamped otherwise
+        codegen = dispatcher.targetctx.codegen()
+        return any(key == cache._index_key(key[0], codegen) for key in index)
+    except Exception:  # noqa: BLE001 - a private API: any change means "cannot tell"
+        return None
+
+
+def cache_dir(dispatcher) -> str | None:
+    """Return the folder numba keeps ``dispatcher``'s cache files in (None: unknown)."""
+    try:
+        return dispatcher._cache._cache_path
+    except AttributeError:
+        return None

@@ -4,11 +4,32 @@ import time
 
 import numpy as np
 
+from . import _cache
 from . import envs as KE
 from . import estimators as KS
 from . import mujoco as KM
 from . import obsnorm as KN
 from . import policy as P
+
+
+def _probes():
+    """The cached kernels :func:`warmup` calls from Python, first to last (the ones they
+    call are compiled into them)."""
+    return (P.act, P.act_noise, P.act_row, P.grad_gpomdp, P.grad_is, KS.gpomdp_coefficients,
+            KS.is_coefficients_baseline, KE.rollout, KE.observe, KE.step, KM.post_step)
+
+
+def cache_is_cold() -> bool:
+    """Return whether :func:`warmup` will compile rather than load: some kernel has no entry
+    for this CPU and these sources in the on-disk cache (a fresh cache, another CPU type, a
+    changed kernel).  Where the cache cannot be read, True: better a needless notice than
+    tens of seconds of silence."""
+    return not all(_cache.is_cached(f) for f in _probes())
+
+
+def cache_dir() -> str | None:
+    """Return the folder the kernels' compiled code is cached in (None: unknown)."""
+    return _cache.cache_dir(P.act)
 
 
 def warmup() -> float:

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--worker", type=int, default=0,
                    help="whose environment, for heterogeneous runs (default 0)")
     e.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
+    e.add_argument("--video", metavar="DIR", help="record every episode as an MP4 in DIR "
+                   "(needs nigt_hpc[video]; MuJoCo renders headless with EGL or OSMesa)")
 
     b = sub.add_parser("bench", help="micro-benchmarks with a same-run reference")
     b.add_argument("what", choices=["kernels", "envs", "comm"])
@@ -159,13 +161,37 @@ def _eval(args) -> int:
         raise ConfigError(f"--episodes {args.episodes}: must be >= 1")
     if args.worker < 0:
         raise ConfigError(f"--worker {args.worker}: must be >= 0")
+    if not os.path.exists(args.run_dir):
+        raise ConfigError(f"{args.run_dir!r}: no such run directory")
     policy = trained.load(args.run_dir)
-    stats = trained.evaluate(policy, args.episodes, args.deterministic, args.seed, args.worker)
+    env, gl = None, None
+    if args.video is not None:
+        from . import video
+
+        video.check_extra()
+        video.check_dir(args.video)
+        gl = video.select_gl(policy.env_id)  # before anything imports mujoco
+        env = trained.make_eval_env(policy, args.worker, video_dir=args.video)
+    try:
+        stats = trained.evaluate(policy, args.episodes, args.deterministic, args.seed,
+                                 args.worker, env=env)
+    finally:
+        if env is not None:
+            env.close()  # writes the last episode's video
     kind = "deterministic" if args.deterministic else "stochastic"
     print(f"{policy.env_id}: {stats['episodes']} {kind} episodes from seed {args.seed}: "
           f"mean return {stats['mean_return']:.2f} (std {stats['std_return']:.2f}, "
           f"min {stats['min_return']:.2f}, max {stats['max_return']:.2f}), mean length "
           f"{stats['mean_length']:.1f}")
+    if args.video is not None:
+        names = [f"{video.prefix(policy.env_id, args.worker)}-episode-{i}.mp4"
+                 for i in range(args.episodes)]
+        # the backend was chosen for any env that might use MuJoCo; name it if one did
+        mj = f"; MuJoCo rendered with MUJOCO_GL={gl}" if gl and "mujoco" in sys.modules else ""
+        sizes = [os.path.getsize(os.path.join(args.video, n)) for n in names
+                 if os.path.isfile(os.path.join(args.video, n))]
+        print(f"{len(sizes)} videos in {args.video}/ ({names[0]} ...; "
+              f"{sum(sizes) / 1e6:.2f} MB{mj})")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(stats, fh, indent=1)

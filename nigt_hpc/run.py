@@ -17,6 +17,7 @@ from .config import ConfigError
 from .policy import make_spec
 from .rollout import make_sampler
 from .timers import Timers
+from .warmup import compile_notice, compiled_notice
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
              "theta.npy", "policy.npz")
@@ -257,14 +258,10 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     stop_flag = StopFlag().install()
     try:  # the handlers are given back however the run ends (a notebook keeps its Ctrl-C)
         timers = Timers()
-        if rank == 0 and not quiet:  # a cold start compiles for tens of seconds: say so first
-            print("loading the compiled kernels (the first run with a fresh cache "
-                  "compiles them, about 20-60 s; later runs load them in under a second)",
-                  flush=True)
+        cold = rank == 0 and not quiet and compile_notice()
         timers.extra["compile_s"] = warmup_node_ordered(comm)
-        if rank == 0 and not quiet and timers.extra["compile_s"] > 2.0:
-            print(f"      kernels compiled in {timers.extra['compile_s']:.0f} s; cached for the "
-                  "next run", flush=True)
+        if rank == 0 and not quiet:
+            compiled_notice(cold, timers.extra["compile_s"])
         theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                                  else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
         output = None
@@ -366,10 +363,10 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     check_run_dir(run_dir, force)
     lock = rundir.RunLock(run_dir, create=True).acquire()
     timers = Timers()
-    if not quiet:
-        print("loading the compiled kernels (a fresh cache compiles them, "
-              "about 20-60 s)", flush=True)
+    cold = not quiet and compile_notice()
     timers.extra["compile_s"] = kernels.warmup()
+    if not quiet:
+        compiled_notice(cold, timers.extra["compile_s"])
     theta0 = spec.init_theta(cfg["policy"]["init_seed"] if cfg["policy"]["init_seed"] >= 0
                              else cfg["run"]["seed"], cfg["policy"]["init_log_std"])
     meta = {"run_id": uuid.uuid4().hex, "engine": "sim", "workers": n, "d": len(theta0),

@@ -164,9 +164,18 @@ def load(run_dir: str) -> Policy:
     return Policy(theta, doc)
 
 
-def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = None):
-    """Return the policy's environment (as worker ``worker`` saw it) through gymnasium."""
+def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = None,
+                  video_dir: str | None = None):
+    """Return the policy's environment (as worker ``worker`` saw it) through gymnasium.
+
+    With ``video_dir`` it renders rgb_array frames (ConfigError if it cannot) and records
+    every episode there as ``ENV-worker-W-episode-K.mp4``; closing it writes the last one.
+    Call :func:`nigt_hpc.video.select_gl` first: MuJoCo's GL backend is fixed at import.
+    """
     from . import config, envs
+
+    if video_dir is not None:
+        render_mode = "rgb_array"
 
     cfg = config.defaults()
     for k, v in policy.doc["env"].items():
@@ -174,7 +183,21 @@ def make_eval_env(policy: Policy, worker: int = 0, render_mode: str | None = Non
     cfg["env"]["backend"] = "gymnasium"  # the compiled fast paths match it bit for bit
     if render_mode is not None:
         cfg["env"]["kwargs"] = {**cfg["env"]["kwargs"], "render_mode": render_mode}
-    return envs.make_env(cfg, worker)
+    if video_dir is None:
+        return envs.make_env(cfg, worker)
+    from . import video
+
+    try:
+        env = envs.make_env(cfg, worker)
+    except ConfigError as e:  # training made it without render_mode, so that is the cause
+        raise ConfigError(f"--video: {policy.env_id!r} cannot be made with render_mode = "
+                          f"'rgb_array', so it cannot render ({e})") from None
+    try:
+        video.check_renders(env, policy.env_id)
+        return video.record(env, video_dir, video.prefix(policy.env_id, worker))
+    except ConfigError:
+        env.close()
+        raise
 
 
 def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, seed: int = 0,

@@ -88,3 +88,26 @@ def test_warm_cache_serves_every_warmed_kernel(tmp_path):
     assert first[0] > 0
     misses, hits = misses_hits()
     assert misses == 0 and hits > 0  # (inner kernels load inside their callers)
+
+
+@pytest.mark.slow  # two cold compiles in subprocesses
+@pytest.mark.timeout(1200)
+def test_a_cold_cache_is_announced_before_compiling_and_quiet_says_nothing(cli, tmp_path):
+    train = ("train", "--set", "run.max_rounds=1", "--set", "run.eval_episodes=0")
+    quiet = cli(*train, "--quiet", "--out", tmp_path / "q", cwd=tmp_path, timeout=900,
+                env={"NUMBA_CACHE_DIR": str(tmp_path / "c1")})
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == ""
+    cache = tmp_path / "c2"
+    cold = cli(*train, "--out", tmp_path / "a", cwd=tmp_path, timeout=900,
+               env={"NUMBA_CACHE_DIR": str(cache)})
+    assert cold.returncode == 0, cold.stderr
+    lines = cold.stdout.splitlines()
+    # before anything else, and naming the folder the cache really went to
+    assert lines[0].startswith("compiling kernels (first run on this machine only; usually ")
+    assert f"cached in NUMBA_CACHE_DIR={cache}{os.sep}kernels" in lines[0]
+    assert any(f.endswith(".nbi") for _, _, fs in os.walk(cache) for f in fs)
+    assert lines[1].startswith("compiled in ") and lines[1].endswith(" s")
+    warm = cli(*train, "--out", tmp_path / "b", cwd=tmp_path, env={"NUMBA_CACHE_DIR": str(cache)})
+    assert warm.returncode == 0, warm.stderr
+    assert "compil" not in warm.stdout and warm.stdout.startswith("nigt-hpc train: ")

@@ -82,7 +82,8 @@ def test_a_trained_run_delivers_a_policy_that_eval_reads(cli, tmp_path):
     assert again.stdout == e.stdout  # deterministic policy, seeded episodes
 
 
-@pytest.mark.parametrize("args,needle", [(["nowhere"], "no policy.npz"),
+@pytest.mark.parametrize("args,needle", [(["nowhere"], "no such run directory"),
+                                         (["RUN"], "no policy.npz"),
                                          (["RUN", "--episodes", "0"], "--episodes 0")])
 def test_eval_bad_input_is_one_line_exit_2(cli, tmp_path, args, needle):
     args = [str(tmp_path) if a == "RUN" else str(tmp_path / a) if a == "nowhere" else a

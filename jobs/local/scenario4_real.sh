@@ -12,8 +12,12 @@ SEEDS=${2:-"0 1 2 3 4"}
 SECONDS_EACH=${3:-20}
 UNIT=${4:-0.005}
 PY=$(command -v python)
-MPIEXEC=$(dirname "$PY")/mpiexec
-[ -x "$MPIEXEC" ] || MPIEXEC=mpiexec
+# The mpiexec next to `python` (a venv's: the mpich wheel's, matching the MPI mpi4py loads),
+# else the first on PATH; MPIEXEC=/path overrides.  Printed, since a mismatched launcher
+# starts N singletons instead of one N-rank job.
+MPIEXEC=${MPIEXEC:-$(dirname "$PY")/mpiexec}
+[ -x "$MPIEXEC" ] || MPIEXEC=$(command -v mpiexec)
+echo "scenario4_real.sh: python $PY, mpiexec $MPIEXEC" >&2
 HERE=$(cd "$(dirname "$0")" && pwd)
 for algo in malenia_nigt rennala_nigt afedpg; do
   n=2; [ "$algo" = afedpg ] && n=3  # AFedPG: rank 0 is the server, 2 workers
