@@ -74,11 +74,7 @@ def run_nigt(a) -> dict:
         cmd += ["--set", s]
     if a.ranks > 1:
         cmd = [mpiexec(), "-n", str(a.ranks)] + cmd
-    # evaluate about every --eval-every-s: a short probe run would cost budget, so the
-    # round length is read off the first rounds and eval_every_rounds set from it
-    probe = _round_seconds(a, out)
-    every = max(1, round(a.eval_every_s / probe))
-    cmd += ["--set", f"run.eval_every_rounds={every}"]
+    cmd += ["--set", f"run.eval_every_s={a.eval_every_s}", "--set", "run.eval_every_rounds=0"]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True,
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
@@ -91,21 +87,7 @@ def run_nigt(a) -> dict:
     with np.load(os.path.join(out, "policy.npz")) as z:
         doc = json.loads(str(z["policy_json"]))
     return {"curve": curve, "final_eval": doc.get("eval_return"), "wall_s": wall,
-            "env_steps": rows[-1]["env_steps"], "eval_every_rounds": every}
-
-
-def _round_seconds(a, out) -> float:
-    """Seconds per round of this config, from a 20-round run (not counted in the budget)."""
-    cmd = [sys.executable, "-m", "nigt_hpc", "train", a.config, "--out", out + "_probe",
-           "--force", "--quiet", "--set", "run.max_rounds=20", "--set", "run.max_time_s=60",
-           "--set", "run.eval_episodes=0", "--set", "run.target_return=inf"]
-    for s in a.set:
-        cmd += ["--set", s]
-    if a.ranks > 1:
-        cmd = [mpiexec(), "-n", str(a.ranks)] + cmd
-    subprocess.run(cmd, capture_output=True, text=True, check=True)
-    rows = [json.loads(x) for x in open(os.path.join(out + "_probe", "metrics.jsonl"))]
-    return max(1e-3, rows[-1]["time_s"] / len(rows))
+            "env_steps": rows[-1]["env_steps"]}
 
 
 def run_sb3(a, env_id: str) -> dict:

@@ -76,6 +76,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "eval_every_rounds": F(0, "int", ge=0, le=EXACT,
                                help="every this many rounds, rank 0 runs run.eval_episodes "
                                "deterministic episodes (metrics field eval_return); 0 = off"),
+        "eval_every_s": F(0.0, "float", ge=0, le=1e9,
+                          help="also evaluate once this many seconds of the run's clock "
+                          "(virtual in simulate) have passed since the last; 0 = off"),
         "watchdog_s": F(0.0, "float", ge=0, le=7 * 86400.0,
                         help="end the job when a rank has not reached a round's end for this "
                         "long; 0 = automatic (max(120 s, 10 x the longest round))"),

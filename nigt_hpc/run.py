@@ -304,7 +304,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
         if ckpt is not None:
             engine.restore(*ckpt)
         evaluator = None
-        if rank == 0 and cfg["run"]["eval_every_rounds"]:
+        if rank == 0 and trained.Evaluator.wanted(cfg):
             evaluator = trained.Evaluator(spec, cfg, n_workers(cfg, size))
             engine.evaluate = evaluator.periodic
         if output is not None:
@@ -383,7 +383,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
     evaluator = None
-    if cfg["run"]["eval_every_rounds"]:
+    if trained.Evaluator.wanted(cfg):
         evaluator = trained.Evaluator(spec, cfg, n)
         engine.evaluate = evaluator.periodic
     summary = engine.run()

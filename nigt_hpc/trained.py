@@ -275,6 +275,7 @@ class Evaluator:
         self.envs_of = list(range(workers)) if cfg["env"]["heterogeneity"] != "none" else [0]
         self.seed = EVAL_SEED + 10_000 * cfg["run"]["seed"]
         self.envs: dict = {}
+        self._next_s = 0.0  # run.eval_every_s: the clock reading the next one waits for
 
     def __call__(self, points: dict, norm=None) -> dict:
         """Return ``eval_return`` (the best point's mean), ``eval_point`` and every mean."""
@@ -294,10 +295,24 @@ class Evaluator:
                 "eval_episodes": self.episodes, "eval_seed": self.seed,
                 "eval_workers": self.envs_of, "eval_returns": scores}
 
-    def periodic(self, opt, norm, due: bool) -> dict:
-        """The metrics fields of a round: the evaluation when ``due``, else nulls."""
+    @staticmethod
+    def wanted(cfg: dict) -> bool:
+        """Return whether the config asks for evaluation during the run."""
+        r = cfg["run"]
+        return bool(r["eval_every_rounds"] or r["eval_every_s"]) and r["eval_episodes"] > 0
+
+    def periodic(self, opt, norm, rnd: int, time_s: float, last: bool) -> dict:
+        """The metrics fields of round ``rnd`` ending at ``time_s`` (the run's clock:
+        rank 0's seconds, or virtual seconds in simulate): an evaluation every
+        ``run.eval_every_rounds`` rounds, once ``run.eval_every_s`` seconds have passed
+        since the last one, and at the ``last`` round; nulls otherwise."""
+        r = self.cfg["run"]
+        k, s = r["eval_every_rounds"], r["eval_every_s"]
+        due = last or (k and rnd % k == 0) or (s and time_s >= self._next_s)
         if not due or self.episodes == 0:
             return {"eval_return": None, "eval_point": None}
+        if s:
+            self._next_s = time_s + s
         res = self(candidate_points(opt), norm)
         return {"eval_return": res["eval_return"], "eval_point": res["eval_point"]}
 

@@ -173,3 +173,20 @@ def test_simulate_shares_one_set_of_statistics(tmp_path, algo):
     pol = trained.load(str(tmp_path / "s"))
     # every observation any worker fed the policy, once (AFedPG: those of applied updates)
     assert pol.obs_norm[2] == rows[-1]["env_steps"]  # cumulative
+
+
+def test_eval_every_s_follows_the_runs_clock(tmp_path):
+    """Evaluated rounds: the first, then each first round whose clock reading is at least
+    eval_every_s past the last evaluated one, and the last (virtual seconds here)."""
+    cfg = config.load(None, NORM + ["run.max_rounds=12", "sim.workers=2",
+                                    "delays.compute=sqrt", "delays.compute_unit_s=1.0",
+                                    "run.eval_every_s=7.5"])
+    assert run.simulate(cfg, out=str(tmp_path / "s"), quiet=True) == 0
+    rows = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    want, nxt = [], 0.0
+    for r in rows:
+        if r["time_s"] >= nxt or r is rows[-1]:
+            want.append(r["round"])
+            nxt = r["time_s"] + 7.5
+    got = [r["round"] for r in rows if r["eval_return"] is not None]
+    assert got == want and 2 < len(got) < len(rows)

@@ -71,8 +71,7 @@ class AFedPGEngine:
         self.norm = (sampler.norm if sampler is not None
                      else make_obsnorm(cfg, obs_dim) if obs_dim else None)
         self.k_norm = 0 if self.norm is None else 1 + 2 * self.norm.dim
-        self.evaluate = None  # rank 0: evaluation every run.eval_every_rounds (run.py)
-        self.eval_every = cfg["run"]["eval_every_rounds"]
+        self.evaluate = None  # rank 0: trained.Evaluator.periodic (run.py), when asked for
         self.eta = cfg["algo"]["eta"]
         # the server's update is the registry's outer step for afedpg, NIGT: d <- (1-eta) d
         # + eta g, normalised step alpha (the lookahead below needs its theta_prev)
@@ -261,10 +260,9 @@ class AFedPGEngine:
                                       self.opt.theta)
             record["staleness"] = staleness
             stop = self.book.should_stop(self.k, elapsed, 0)
-            if self.evaluate is not None:  # every run.eval_every_rounds server updates
+            if self.evaluate is not None:  # it decides whether this update is due
                 t_ev = time.perf_counter()
-                record.update(self.evaluate(self.opt, self.norm,
-                                            self.k % self.eval_every == 0 or stop))
+                record.update(self.evaluate(self.opt, self.norm, self.k, elapsed, stop))
                 self.timers.add("eval", time.perf_counter() - t_ev)
             if self.on_round is not None:
                 self.on_round(record)

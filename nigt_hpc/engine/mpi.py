@@ -69,9 +69,8 @@ class MPIEngine:
         self.norm = sampler.norm
         self.exchange = Exchange(self.d, self.n, window,
                                  0 if self.norm is None else len(self.norm.moments))
-        # rank 0: evaluation episodes every run.eval_every_rounds (run.py sets the callable)
+        # rank 0: trained.Evaluator.periodic (run.py sets it when evaluation is asked for)
         self.evaluate = None
-        self.eval_every = cfg["run"]["eval_every_rounds"]
         self.book = RoundBook(cfg, self.n)
         self.h = compute_factors(cfg, self.n)
         self.kappa = comm_factors(cfg, self.n, self.d)
@@ -282,8 +281,7 @@ class MPIEngine:
             stop = self.book.should_stop(rnd, time_s, 0)
             if self.evaluate is not None:  # rank 0; also at the last round, for the curve
                 t_ev = time.perf_counter()
-                record.update(self.evaluate(self.opt, self.norm, rnd % self.eval_every == 0
-                                            or stop))
+                record.update(self.evaluate(self.opt, self.norm, rnd, time_s, stop))
                 self.timers.add("eval", time.perf_counter() - t_ev)
             if self.on_round is not None:
                 self.on_round(record)

@@ -81,8 +81,7 @@ class SimEngine:
         self.norm = samplers[0].norm
         for s in samplers:
             s.norm = self.norm
-        self.evaluate = None  # run.py: evaluation every run.eval_every_rounds (trained.py)
-        self.eval_every = cfg["run"]["eval_every_rounds"]
+        self.evaluate = None  # run.py: trained.Evaluator.periodic, when asked for
         self.now = 0.0  # the virtual clock
         self.rounds = 0
         self.finish_log: list[tuple[float, int, bool]] = []  # (time, worker, accepted)
@@ -182,8 +181,7 @@ class SimEngine:
     def _evaluate(self, record: dict, rnd: int, stop: bool) -> None:
         if self.evaluate is not None:  # no virtual time passes: evaluation is not training
             t0 = time.perf_counter()
-            record.update(self.evaluate(self.opt, self.norm, rnd % self.eval_every == 0
-                                        or stop))
+            record.update(self.evaluate(self.opt, self.norm, rnd, self.now, stop))
             self.timers.add("eval", time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ AFedPG
