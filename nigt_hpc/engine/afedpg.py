@@ -234,7 +234,7 @@ class AFedPGEngine:
             rets[j - 1] = [ret]
             record = self.book.record(self.k, elapsed,
                                       one_gradient_stats(n, j - 1, steps, ret), rets,
-                                      self.opt.theta)
+                                      self.opt.theta, g=g)
             record["staleness"] = staleness
             if self.on_round is not None:
                 self.on_round(record)

@@ -272,7 +272,8 @@ class MPIEngine:
                 self.opt.step(g)
             self.sampler.end_round()  # a linear baseline refits at round boundaries
             self.rounds = rnd
-            record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
+            record = self.book.record(rnd, time_s, stats, rets, self.opt.theta,
+                                      g=g if self.rank == 0 else None)  # rank 0 writes it
             stop = self.book.should_stop(rnd, time_s, 0)
             if self.on_round is not None:
                 self.on_round(record)

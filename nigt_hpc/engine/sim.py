@@ -170,7 +170,7 @@ class SimEngine:
         for sampler in self.samplers:  # a linear baseline refits at round boundaries
             sampler.end_round()
         self.rounds = rnd
-        record = self.book.record(rnd, self.now, stats, rets, self.opt.theta)
+        record = self.book.record(rnd, self.now, stats, rets, self.opt.theta, g=g)
         stop = self.book.should_stop(rnd, self.now, 0)
         if self.on_round is not None:
             self.on_round(record)
@@ -229,7 +229,7 @@ class SimEngine:
             self.now = t
             record = self.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
                                       [[traj.ret] if i == w else [] for i in range(n)],
-                                      opt.theta)
+                                      opt.theta, g=g)
             record["staleness"] = self.staleness[-1]
             if self.on_round is not None:
                 self.on_round(record)
