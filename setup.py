@@ -35,7 +35,10 @@ setup(
         # version our tests and benchmark figures were taken with.
         "mujoco": ["gymnasium[mujoco]>=1.0,<2", "mujoco==4.0.0"],
         "plot": ["matplotlib>=3.6"],
-        "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6"],
+        # run.log = ["tensorboard"]: pure Python (with protobuf), no TensorFlow or torch
+        "tensorboard": ["tensorboardX>=2.6"],
+        "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6",
+                 "tensorboardX>=2.6"],
     },
     entry_points={"console_scripts": ["nigt-hpc=nigt_hpc.cli:main"]},
     classifiers=[
