@@ -139,6 +139,8 @@ def clear(run_dir: str) -> None:
         for name in os.listdir(tb):
             if name.startswith("events.out.tfevents."):
                 os.remove(os.path.join(tb, name))
+        if not os.listdir(tb):
+            os.rmdir(tb)
 
 
 def _unlink_tb(run_dir: str) -> None:

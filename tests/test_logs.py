@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_mpi_cli import launch, mpiexec
 
 SIM = ["simulate", "--workers", "3", "--set", "delays.compute=const", "--quiet"]
 
@@ -88,6 +89,9 @@ def test_tensorboard_event_file_reads_back(cli, tmp_path):
         assert tags[key] == {r["round"]: pytest.approx(r[key], rel=1e-6) for r in js}
     assert sorted(tags["grads_per_worker/2"]) == [0, 1, 2, 3]
     assert not (out / "metrics.csv").exists()
+    p = cli(*SIM, "--set", "run.max_rounds=1", "--out", out, "--force", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert not (out / "tb").exists()  # --force removes this package's event files too
 
 
 def test_tensorboard_without_its_package_is_one_line_and_writes_nothing(cli, tmp_path):
@@ -166,22 +170,28 @@ def test_kill_and_resume_cuts_csv_with_jsonl(tmp_path):
 
 
 def test_grad_norm_and_policy_std_match_the_step(cli, tmp_path):
-    """One round of plain PG (theta_1 = theta_0 + lr g_0) on 1 MPI rank and on the virtual
-    clock: grad_norm is ||theta_1 - theta_0|| / lr and policy_std the log-std head's."""
+    """One round of plain PG (theta_1 = theta_0 + lr g_0) on 1 and 2 MPI ranks and on the
+    virtual clock: grad_norm is ||theta_1 - theta_0|| / lr and policy_std the log-std
+    head's."""
     from nigt_hpc import config, run
 
     sets = ["algo.name=sync_pg", "algo.lr=0.01", "env.id=Pendulum-v1", "env.horizon=50",
             "policy.head=gaussian_logstd", "policy.init_log_std=-0.3", "algo.M=4",
             "algo.M_init=4", "run.max_rounds=0", "run.max_env_steps=1",
-            "run.eval_episodes=0", "run.target_return=inf"]
+            "run.eval_episodes=0", "run.target_return=inf", 'run.log=["csv"]']
     cfg = config.load(None, sets)
     spec = run.build(cfg, 0)[2]
     theta0 = spec.init_theta(cfg["run"]["seed"], -0.3)
     args = [a for s in sets for a in ("--set", s)]
-    for cmd, out in ((["train", "--quiet"], tmp_path / "t"), (SIM, tmp_path / "s")):
-        p = cli(*cmd, *args, "--out", out, cwd=tmp_path)
+    jobs = [(1, ["train", "--quiet"], tmp_path / "t"), (0, SIM, tmp_path / "s")]
+    if mpiexec() is not None:  # g summed by a real 2-rank Allreduce
+        jobs.append((2, ["train", "--quiet"], tmp_path / "t2"))
+    for ranks, cmd, out in jobs:
+        p = (launch(ranks, *cmd, *args, "--out", str(out), cwd=tmp_path) if ranks == 2
+             else cli(*cmd, *args, "--out", out, cwd=tmp_path))
         assert p.returncode == 0, p.stderr
         (rec,) = rows_of(out)
+        assert csv_rows(out) == [rec]  # rank 0 wrote it once
         theta1 = np.load(out / "theta.npy")
         assert rec["grad_norm"] > 0
         assert rec["grad_norm"] == pytest.approx(np.linalg.norm(theta1 - theta0) / 0.01,
