@@ -214,6 +214,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     from . import checkpoint
     from .engine.afedpg import AFedPGEngine
     from .engine.mpi import MPIEngine
+
     stop_flag = StopFlag().install()
     try:  # the handlers are given back however the run ends (a notebook keeps its Ctrl-C)
         timers = Timers()
