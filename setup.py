@@ -44,10 +44,13 @@ setup(
         "video": ["moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2"],
         # examples/minigrid.toml (minigrid pulls pygame-ce, ~20 MB)
         "examples": ["minigrid>=2.3"],
-        # the video and MiniGrid tests run in CI too (issue: make --video work there), so
-        # "test" carries those extras' packages as well
+        # run.log = ["tensorboard"]: pure Python (with protobuf), no TensorFlow or torch
+        "tensorboard": ["tensorboardX>=2.6"],
+        # the video, MiniGrid and TensorBoard tests run in CI too, so "test" carries those
+        # extras' packages as well
         "test": ["pytest>=7", "pytest-mpi>=0.6", "pytest-timeout>=2.1", "matplotlib>=3.6",
-                 "moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2", "minigrid>=2.3"],
+                 "moviepy>=1.0", "gymnasium[classic-control]>=1.0,<2", "minigrid>=2.3",
+                 "tensorboardX>=2.6"],
     },
     entry_points={"console_scripts": ["nigt-hpc=nigt_hpc.cli:main"]},
     classifiers=[

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="summary and per-rank timer table of run directories")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     r.add_argument("--plot", action="store_true",
-                   help="write plot_return.png and plot_timers.png into each run directory")
+                   help="write plot_return.png and plot_timers.png into each run directory; "
+                   "with several RUN_DIRs also one figure comparing them")
+    r.add_argument("--out", metavar="FILE", help="with --plot: the comparison figure's "
+                   "path (.png; default plot_compare.png in the first RUN_DIR)")
     r.add_argument("--scaling", metavar="OUT_DIR",
                    help="treat RUN_DIRs as one scaling study; write scaling.csv and PNGs "
                    "into OUT_DIR")
@@ -149,7 +152,7 @@ def _check(args) -> int:
 def _report(args) -> int:
     from . import report
 
-    return report.main(args.run_dirs, plot=args.plot, scaling_out=args.scaling)
+    return report.main(args.run_dirs, plot=args.plot, scaling_out=args.scaling, out=args.out)
 
 
 def _eval(args) -> int:

@@ -33,7 +33,7 @@ class Field:
     """One config key: its default, type and allowed range."""
 
     default: Any
-    kind: str  # int | float | str | bool | list_int | list_float | table | list_table
+    kind: str  # int | float | str | bool | list_int | list_float | list_str | table | list_table
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
@@ -70,6 +70,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_nonfinite": F(10, "int", ge=0, le=EXACT,
                            help="non-finite gradients tolerated per run"),
         "trace": F(False, "bool", help="write trace.json (Chrome/Perfetto timeline)"),
+        # metrics.jsonl is written whatever this says: resume and report read it
+        "log": F(["jsonl"], "list_str", choices=("jsonl", "csv", "tensorboard"),
+                 help="metrics writers: jsonl (metrics.jsonl, always written), csv "
+                 "(metrics.csv), tensorboard (event files in tb/; needs the tensorboard "
+                 "extra)"),
         "eval_episodes": F(10, "int", ge=0, le=10**6,
                            help="deterministic episodes that choose the delivered policy "
                            "(theta or theta_tilde); 0 = deliver theta unevaluated"),
@@ -237,6 +242,13 @@ def _coerce(name: str, v: Any, f: Field) -> Any:
             raise bad
         item = Field(None, want[5:], ge=f.ge, le=f.le)
         v = [_coerce(f"{name}[{i}]", x, item) for i, x in enumerate(v)]
+    elif want == "list_str":
+        if not isinstance(v, list):
+            raise bad
+        item = Field(None, "str", choices=f.choices)
+        v = [_coerce(f"{name}[{i}]", x, item) for i, x in enumerate(v)]
+        if len(set(v)) != len(v):
+            raise ConfigError(f"{name} = {v!r} names a value twice")
     elif want == "table":
         if not isinstance(v, dict):
             raise bad

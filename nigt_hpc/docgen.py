@@ -56,8 +56,8 @@ HELP = {
 }
 
 KIND_NAMES = {"int": "int", "float": "float", "str": "string", "bool": "bool",
-              "list_int": "list of int", "list_float": "list of float", "table": "table",
-              "list_table": "list of tables"}
+              "list_int": "list of int", "list_float": "list of float",
+              "list_str": "list of string", "table": "table", "list_table": "list of tables"}
 
 
 def _num(x: float) -> str:

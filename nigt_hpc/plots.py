@@ -98,3 +98,24 @@ def plot_scaling(out_dir: str, rows: list[dict], phases: list[str]) -> list[str]
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(plt, fig, os.path.join(out_dir, "scaling_phases.png"), paths)
     return paths
+
+
+def plot_compare(path: str, series: list[tuple[str, list[dict]]], virtual: bool) -> list[str]:
+    """Write one figure of several runs to ``path``: the windowed mean return against
+    seconds (left) and env steps (right), one line per ``(label, rows)``; return the legend
+    labels as drawn (read back from the figure)."""
+    plt = _plt()
+    fig, (a_t, a_s) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for k, (label, rows) in enumerate(series):
+        y = [np.nan if r.get("return_window") is None else r["return_window"] for r in rows]
+        a_t.plot([r["time_s"] for r in rows], y, color=f"C{k % 10}", label=label)
+        a_s.plot([r["env_steps"] for r in rows], y, color=f"C{k % 10}", label=label)
+    a_t.set_xlabel("time (s; virtual s for simulate runs)" if virtual else "time (s)")
+    a_s.set_xlabel("env steps")
+    a_t.set_ylabel("episode return (window mean)")
+    for ax in (a_t, a_s):
+        ax.grid(alpha=0.3)
+    a_s.legend(fontsize=8, loc="best")
+    drawn = [t.get_text() for t in a_s.get_legend().get_texts()]
+    _save(plt, fig, path, [])
+    return drawn

@@ -41,16 +41,57 @@ def _load(run_dir: str) -> tuple[dict, list[dict], dict | None]:
     return cfg, rows, prof
 
 
+def _who(meta: dict) -> str:
+    # simulate records workers, not ranks: its n workers share one process
+    if meta.get("engine") == "sim":
+        return f"{meta.get('workers', '?')} virtual workers"
+    return f"{meta.get('ranks', '?')} rank(s)"
+
+
+def run_labels(run_dirs: list[str], cfgs: list[dict]) -> list[str]:
+    """Return one legend label per run: "algo seed S, N rank(s)" from its config.toml, or
+    the directory's name where two runs would get the same label (its path if that clashes
+    too)."""
+    labels = [f"{c.get('algo', {}).get('name', '?')} seed {c.get('run', {}).get('seed', '?')}, "
+              f"{_who(c.get('meta', {}))}" for c in cfgs]
+    names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    out = []
+    for i, lab in enumerate(labels):
+        if labels.count(lab) > 1:
+            lab = names[i] if names.count(names[i]) == 1 else os.path.normpath(run_dirs[i])
+        out.append(lab)
+    return out
+
+
+def _check_out(path: str) -> str:
+    if not path.lower().endswith(".png"):
+        raise ConfigError(f"--out {path!r}: must name a .png file")
+    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ConfigError(f"--out {path!r}: not a file in an existing directory")
+    return path
+
+
+def compare(run_dirs: list[str], path: str | None) -> tuple[str, list[str]]:
+    """Write one PNG of every run's return against seconds and env steps; return (its path,
+    the legend labels).  ``path`` None: plot_compare.png in the first run directory."""
+    path = os.path.join(run_dirs[0], "plot_compare.png") if path is None else _check_out(path)
+    loaded = [_load(d) for d in run_dirs]
+    labels = run_labels(run_dirs, [c for c, _, _ in loaded])
+    virtual = any(c.get("meta", {}).get("engine") == "sim" for c, _, _ in loaded)
+    from .plots import plot_compare
+
+    drawn = plot_compare(path, [(lab, rows) for lab, (_, rows, _) in zip(labels, loaded)],
+                         virtual)
+    return path, drawn
+
+
 def report_text(run_dir: str) -> str:
     """Return the report of one run directory."""
     cfg, rows, prof = _load(run_dir)
     meta = cfg.get("meta", {})
     algo = cfg.get("algo", {}).get("name", "?")
     env = cfg.get("env", {}).get("id", "?")
-    # simulate records workers, not ranks: its n workers share one process
-    who = (f"{meta.get('workers', '?')} virtual workers" if meta.get("engine") == "sim"
-           else f"{meta.get('ranks', '?')} rank(s)")
-    out = [f"run {run_dir}: {algo} on {env}, {who}, d = {meta.get('d', '?')}"]
+    out = [f"run {run_dir}: {algo} on {env}, {_who(meta)}, d = {meta.get('d', '?')}"]
     if not rows:
         out.append("no rounds recorded")
         return "\n".join(out)
@@ -140,8 +181,20 @@ def scaling_text(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def main(run_dirs: list[str], plot: bool = False, scaling_out: str | None = None) -> int:
-    """Print the report (or the scaling table); return the exit status."""
+def main(run_dirs: list[str], plot: bool = False, scaling_out: str | None = None,
+         out: str | None = None) -> int:
+    """Print the report (or the scaling table); return the exit status.
+
+    ``plot`` with several run directories (or with ``out``) also writes one comparison
+    figure of all of them: ``out``, else plot_compare.png in the first run directory.
+    """
+    if out is not None and not plot:
+        raise ConfigError("report --out FILE names the comparison figure: it needs --plot")
+    if plot and (out is not None or len(run_dirs) > 1):
+        for d in run_dirs:  # every bad input before any file is written
+            _load(d)
+        if out is not None:
+            _check_out(out)
     if scaling_out is not None:
         rows = scaling(run_dirs, scaling_out, plot=True)
         sys.stdout.write(scaling_text(rows) + f"\nwrote {scaling_out}/scaling.csv and "
@@ -156,4 +209,9 @@ def main(run_dirs: list[str], plot: bool = False, scaling_out: str | None = None
 
             for path in plot_run(d, rows, table, prof):
                 sys.stdout.write(f"wrote {path}\n")
+    if plot and (out is not None or len(run_dirs) > 1):
+        path, labels = compare(run_dirs, out)
+        where = "--out" if out is not None else "default: the first run directory"
+        sys.stdout.write(f"wrote {path} ({where}): return against seconds and env steps of "
+                         f"{len(labels)} run(s): {'; '.join(labels)}\n")
     return 0

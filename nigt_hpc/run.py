@@ -5,31 +5,23 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 import time
 import uuid
 
 import numpy as np
 
-from . import __version__, config, envs, kernels, limits, registry, rundir, trained
+from . import config, envs, kernels, limits, logs, metrics, registry, rundir, trained
 from .config import ConfigError
+from .metrics import RunOutput, versions, write_json
 from .policy import make_spec
 from .rollout import make_sampler
 from .timers import Timers
 from .warmup import compile_notice, compiled_notice
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
-             "theta.npy", "policy.npz")
+             "theta.npy", "policy.npz")  # and what logs.clear removes (metrics.csv, tb/)
 DEFAULT_RUNS = "runs"
-
-
-def max_rss_mb() -> float:
-    """Return this process's peak resident set size in MiB (Linux reports KiB)."""
-    import resource
-
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib / 1024.0 if sys.platform != "darwin" else kib / 2**20
 
 
 def check_rank_count(cfg: dict, n_ranks: int) -> None:
@@ -46,6 +38,7 @@ def n_workers(cfg: dict, n_ranks: int) -> int:
 
 def build(cfg: dict, worker: int):
     """Return (env, env description, PolicySpec) for one global worker; ConfigError if bad."""
+    logs.check_writers(cfg)  # a missing writer package is a config error, before any file
     env = envs.make_env(cfg, worker)
     info = envs.describe(env)
     spec = make_spec(cfg, info)
@@ -80,37 +73,7 @@ def prepare_run_dir(path: str, force: bool) -> None:
         for name in os.listdir(path):
             if name in RUN_FILES or (name.endswith(".png") and name.startswith("plot_")):
                 os.remove(os.path.join(path, name))
-
-
-def _git_hash() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def versions() -> dict:
-    """Return the versions and machine facts a run records for reproducibility."""
-    import gymnasium
-    import numba
-    from mpi4py import MPI
-
-    v = {"nigt_hpc": __version__, "python": platform.python_version(),
-         "numpy": np.__version__, "numba": numba.__version__,
-         "gymnasium": gymnasium.__version__,
-         "mpi": MPI.Get_library_version().splitlines()[0].strip(),
-         "machine": platform.machine(), "processor": platform.processor() or "",
-         "git": _git_hash()}
-    try:
-        import mujoco
-
-        v["mujoco"] = mujoco.__version__
-    except ImportError:
-        pass
-    return v
+        logs.clear(path)
 
 
 def warmup_node_ordered(comm) -> float:
@@ -253,7 +216,6 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
     from . import checkpoint
     from .engine.afedpg import AFedPGEngine
     from .engine.mpi import MPIEngine
-    from .metrics import RunOutput, write_json
 
     stop_flag = StopFlag().install()
     try:  # the handlers are given back however the run ends (a notebook keeps its Ctrl-C)
@@ -273,21 +235,21 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
 
             def begin() -> None:  # at the first round: a run failing before it leaves no files
                 if resume:
-                    _truncate(os.path.join(run_dir, "metrics.jsonl"), ckpt[1]["metrics_offset"])
+                    metrics.truncate(os.path.join(run_dir, "metrics.jsonl"),
+                                     ckpt[1]["metrics_offset"])
                 else:
                     prepare_run_dir(run_dir, force)
                 rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
 
-            output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
+            output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin,
+                               cfg=cfg, resume_round=ckpt[1]["round"] if resume else None)
             if not quiet:
                 what = f"resuming after round {ckpt[1]['round']}" if resume else "run directory"
                 print(f"nigt-hpc train: {cfg['algo']['name']} on {cfg['env']['id']}, {size} "
                       f"rank(s), d = {len(theta0)}, {what} {run_dir}", flush=True)
 
         def on_checkpoint(arrays: dict, state: dict) -> None:
-            output.open()
-            output.fh.flush()
-            state["metrics_offset"] = output.fh.tell()
+            state["metrics_offset"] = output.flush()
             state["run_id"] = run_id
             checkpoint.save(run_dir, arrays, state)
 
@@ -301,6 +263,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                                   **kw)
         else:
             engine = MPIEngine(cfg, comm, sampler, theta0, timers, **kw)
+        engine.book.std_fn = logs.policy_std_fn(spec)
         if ckpt is not None:
             engine.restore(*ckpt)
         evaluator = None
@@ -317,8 +280,8 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             output.idle_fn = lambda: ((timers.seconds["idle"] + timers.seconds["wait"])
                                       / max(1e-9, time.perf_counter() - engine.t_start))
         summary = engine.run()
-        profiles = comm.gather({"rank": rank, **timers.as_dict(), "max_rss_mb": max_rss_mb()},
-                               root=0)
+        profiles = comm.gather({"rank": rank, **timers.as_dict(),
+                                "max_rss_mb": metrics.max_rss_mb()}, root=0)
         traces = comm.gather(summary.pop("trace", None), root=0)
         if rank == 0:
             output.close()
@@ -329,10 +292,10 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet,
                     engine.norm)
             if cfg["run"]["trace"]:
-                write_json(os.path.join(run_dir, "trace.json"), trace_document(traces))
+                write_json(os.path.join(run_dir, "trace.json"), metrics.trace_document(traces))
             if not quiet:
                 before = ckpt[1]["book"]["env_steps"] if ckpt else None
-                print(summary_text(summary, run_dir, profiles, before), flush=True)
+                print(metrics.summary_text(summary, run_dir, profiles, before), flush=True)
             lock.release()
         if evaluator is not None:
             evaluator.close()
@@ -349,8 +312,6 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
              quiet: bool = False, result: dict | None = None) -> int:
     """Run ``nigt-hpc simulate``: ``sim.workers`` workers on the virtual clock, one process."""
     from .engine.sim import SimEngine, virtual_speeds
-    from .metrics import RunOutput, write_json
-
     n = cfg["sim"]["workers"]
     if registry.of(cfg).engine == "server" and cfg["sim"]["time_model"] == "step":
         raise ConfigError(f"sim.time_model = 'step' is not available for "
@@ -376,12 +337,14 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
         prepare_run_dir(run_dir, force)
         rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
 
-    output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin)
+    output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin,
+                       cfg=cfg)
     if not quiet:
         print(f"nigt-hpc simulate: {cfg['algo']['name']} on {cfg['env']['id']}, {n} virtual "
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
     samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
+    engine.book.std_fn = logs.policy_std_fn(spec)
     evaluator = None
     if trained.Evaluator.wanted(cfg):
         evaluator = trained.Evaluator(spec, cfg, n)
@@ -391,7 +354,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
         evaluator.close()
     output.close()
     write_json(os.path.join(run_dir, "profile.json"),
-               {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": max_rss_mb()}],
+               {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": metrics.max_rss_mb()}],
                 "wall_s": summary["wall_s"],
                 "virtual_s": summary["virtual_s"]})
     rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
@@ -428,42 +391,3 @@ def deliver(run_dir: str, opt, spec, cfg: dict, summary: dict, workers: int,
         print(f"      delivered policy: {choice['point']} (deterministic evaluation, "
               f"{choice['eval_episodes']} episodes: {others}) -> {run_dir}/policy.npz",
               flush=True)
-
-
-def _truncate(path: str, offset: int) -> None:
-    """Cut ``path`` back to ``offset`` bytes (never more than its size, checked on resume):
-    rounds after the checkpoint are redone."""
-    with rundir.open_nofollow(path, "r+b") as fh:
-        fh.truncate(offset)
-
-
-def trace_document(traces: list) -> dict:
-    """Return a Chrome/Perfetto trace with one track per rank."""
-    events = []
-    for rank, evs in enumerate(traces):
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": rank,
-                       "args": {"name": f"rank {rank}"}})
-        events.extend(evs or [])
-    return {"traceEvents": events, "displayTimeUnit": "ms"}
-
-
-def summary_text(s: dict, run_dir: str, profiles: list, steps_before: int | None = None) -> str:
-    """Return the final summary printed by rank 0.
-
-    After a resume (``steps_before``: the checkpoint's env steps) the totals are the run's,
-    the seconds and the rate this job's own: its steps over its time.
-    """
-    own = s["env_steps"] - (steps_before or 0)
-    rate = own / s["wall_s"] if s["wall_s"] > 0 else 0.0
-    win = "-" if s["return_window"] is None else f"{s['return_window']:.1f}"
-    compile_s = max(p.get("compile_s", 0.0) for p in profiles)
-    job = "" if steps_before is None else f" ({own:,} of them in this job)"
-    return (f"{'stopped' if s.get('signalled') else 'done'}: {s['stop_reason']} after "
-            f"{s['rounds']} rounds, {s['env_steps']:,} env "
-            f"steps{job}, {s['episodes']:,} episodes in {s['wall_s']:.2f} s of training"
-            f"{' in this job' if job else ''} "
-            f"({rate:,.0f} steps/s; kernel warm-up {compile_s:.2f} s excluded)\n"
-            f"      mean return of the last episodes: {win}\n"
-            f"      run directory: {run_dir}"
-            + (f"\n      resume with: nigt-hpc train --resume {run_dir}"
-               if s.get("signalled") else ""))

@@ -226,7 +226,8 @@ def old_afedpg(eng):
         opt.initialise(g) if k == 0 else opt.step(g)
         eng.book.comm_bytes += 16 * eng.d  # the one change: theta_tilde goes down, not 2d
         record = eng.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
-                                 [[traj.ret] if i == w else [] for i in range(n)], opt.theta)
+                                 [[traj.ret] if i == w else [] for i in range(n)], opt.theta,
+                                 g=g)  # grad_norm, recorded since (not part of the time model)
         record["staleness"] = eng.staleness[-1]
         eng.on_round(record)
         k += 1

@@ -257,7 +257,7 @@ class AFedPGEngine:
             rets[j - 1] = [ret]
             record = self.book.record(self.k, elapsed,
                                       one_gradient_stats(n, j - 1, steps, ret), rets,
-                                      self.opt.theta)
+                                      self.opt.theta, g=g)
             record["staleness"] = staleness
             stop = self.book.should_stop(self.k, elapsed, 0)
             if self.evaluate is not None:  # it decides whether this update is due

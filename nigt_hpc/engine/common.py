@@ -161,6 +161,9 @@ class RoundBook:
         self.max_nonfinite = r["max_nonfinite"]
         self.stop_reason: str | None = None
         self.signalled = False
+        # theta -> the policy's mean std, for a head whose std is in theta (logs.py); set
+        # by run.py, None otherwise
+        self.std_fn = None
 
     def state(self) -> dict:
         """Return the counters a checkpoint must hold (JSON-ready)."""
@@ -189,8 +192,12 @@ class RoundBook:
         }
 
     def record(self, rnd: int, time_s: float, stats: np.ndarray, rets: list[list[float]],
-               theta: np.ndarray) -> dict:
-        """Fold one round's reduced statistics in; return its metrics.jsonl record."""
+               theta: np.ndarray, g: np.ndarray | None = None) -> dict:
+        """Fold one round's reduced statistics in; return its metrics.jsonl record.
+
+        ``g``: the aggregated gradient the outer step just consumed (its norm is recorded;
+        None on ranks whose record nobody writes, to spare a pass over d).
+        """
         grads = stats[:, 0].astype(int)
         steps = int(stats[:, 1].sum())
         episodes = stats[:, 2].astype(int)
@@ -210,7 +217,7 @@ class RoundBook:
         if win is not None and len(self.window) == self.window.maxlen:
             self.best_window = max(self.best_window, win)
         n_ep = int(episodes.sum())
-        return {
+        rec = {
             "round": rnd,
             "time_s": time_s,
             "env_steps": self.env_steps,
@@ -226,6 +233,11 @@ class RoundBook:
             "comm_bytes": self.comm_bytes,
             "theta_norm": float(np.linalg.norm(theta)),
         }
+        if g is not None:
+            rec["grad_norm"] = float(np.linalg.norm(g))
+        if self.std_fn is not None:
+            rec["policy_std"] = self.std_fn(theta)
+        return rec
 
     def should_stop(self, rounds_done: int, time_s: float, stop_requests: int) -> bool:
         """Return True (and set ``stop_reason``) when any stop rule holds."""

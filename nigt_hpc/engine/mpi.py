@@ -277,7 +277,8 @@ class MPIEngine:
             if self.norm is not None:  # every rank merges the same totals: same statistics
                 self.norm.merge_moments(self.exchange.extra())
             self.rounds = rnd
-            record = self.book.record(rnd, time_s, stats, rets, self.opt.theta)
+            record = self.book.record(rnd, time_s, stats, rets, self.opt.theta,
+                                      g=g if self.rank == 0 else None)  # rank 0 writes it
             stop = self.book.should_stop(rnd, time_s, 0)
             if self.evaluate is not None:  # rank 0; also at the last round, for the curve
                 t_ev = time.perf_counter()

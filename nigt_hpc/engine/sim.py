@@ -171,7 +171,7 @@ class SimEngine:
         if self.norm is not None:
             self.norm.merge_moments(self.norm.moments)
         self.rounds = rnd
-        record = self.book.record(rnd, self.now, stats, rets, self.opt.theta)
+        record = self.book.record(rnd, self.now, stats, rets, self.opt.theta, g=g)
         stop = self.book.should_stop(rnd, self.now, 0)
         self._evaluate(record, rnd, stop)
         if self.on_round is not None:
@@ -248,7 +248,7 @@ class SimEngine:
             self.now = t
             record = self.book.record(k, t, one_gradient_stats(n, w, traj.T, traj.ret),
                                       [[traj.ret] if i == w else [] for i in range(n)],
-                                      opt.theta)
+                                      opt.theta, g=g)
             record["staleness"] = self.staleness[-1]
             stop = self.book.should_stop(k, t, 0)
             if server is not None:  # what the server would deliver now
