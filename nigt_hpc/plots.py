@@ -110,9 +110,15 @@ def plot_compare(path: str, series: list[tuple[str, list[dict]]], virtual: bool)
         y = [np.nan if r.get("return_window") is None else r["return_window"] for r in rows]
         a_t.plot([r["time_s"] for r in rows], y, color=f"C{k % 10}", label=label)
         a_s.plot([r["env_steps"] for r in rows], y, color=f"C{k % 10}", label=label)
+        ev = [r for r in rows if r.get("eval_return") is not None]
+        if ev:  # deterministic evaluations: dots of the same colour, not in the legend
+            a_t.plot([r["time_s"] for r in ev], [r["eval_return"] for r in ev], ".",
+                     color=f"C{k % 10}")
+            a_s.plot([r["env_steps"] for r in ev], [r["eval_return"] for r in ev], ".",
+                     color=f"C{k % 10}")
     a_t.set_xlabel("time (s; virtual s for simulate runs)" if virtual else "time (s)")
     a_s.set_xlabel("env steps")
-    a_t.set_ylabel("episode return (window mean)")
+    a_t.set_ylabel("return (lines: training window mean; dots: deterministic evaluation)")
     for ax in (a_t, a_s):
         ax.grid(alpha=0.3)
     a_s.legend(fontsize=8, loc="best")

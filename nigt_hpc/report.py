@@ -85,6 +85,16 @@ def compare(run_dirs: list[str], path: str | None) -> tuple[str, list[str]]:
     return path, drawn
 
 
+def _eval_line(rows: list[dict]) -> list[str]:
+    """The deterministic evaluations (run.eval_every_rounds / eval_every_s), if any."""
+    ev = [(r["round"], r["eval_return"]) for r in rows if r.get("eval_return") is not None]
+    if not ev:
+        return []
+    best = max(ev, key=lambda x: x[1])
+    return [f"deterministic evaluation: last {ev[-1][1]:.2f} (round {ev[-1][0]}), best "
+            f"{best[1]:.2f} (round {best[0]}), {len(ev)} evaluations"]
+
+
 def report_text(run_dir: str) -> str:
     """Return the report of one run directory."""
     cfg, rows, prof = _load(run_dir)
@@ -106,6 +116,7 @@ def report_text(run_dir: str) -> str:
         f"{sum(r['episodes'] for r in rows):,} episodes",
         f"return: last window {wins[-1] if wins else float('nan'):.2f}, best window "
         f"{max(wins) if wins else float('nan'):.2f}",
+        *_eval_line(rows),
         f"gradients per worker (all rounds): {gpw.astype(int).tolist()}; discarded "
         f"{sum(r['discarded'] for r in rows):,}",
         f"data plane: {last['collectives']} collectives, {last['comm_bytes']:,} bytes",

@@ -137,6 +137,10 @@ def test_evaluation_curve_and_the_delivered_policy_are_the_same_thing(tmp_path):
     # the saved policy (with its statistics) evaluates to the return the run reported
     again = trained.evaluate(pol, 3, True, doc["eval_seed"])["mean_return"]
     assert again == doc["eval_return"] == rows[-1]["eval_return"]
+    from nigt_hpc.report import report_text
+
+    assert (f"deterministic evaluation: last {rows[-1]['eval_return']:.2f} (round 7)"
+            in report_text(str(tmp_path / "r")))
     # without its statistics the same theta is another policy
     raw = trained.Policy(pol.theta, {**doc, "obs_norm": None})
     assert trained.evaluate(raw, 3, True, doc["eval_seed"])["mean_return"] != again
