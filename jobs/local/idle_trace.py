@@ -80,7 +80,7 @@ class SelectLog:
         return out
 
 
-def instrument(eng: MPIEngine, sleeps: SleepLog) -> dict:
+def instrument(eng: MPIEngine, sleeps: SleepLog, nap: float | None = None) -> dict:
     """Wrap the engine's control-plane calls; return the record they fill."""
     rec = {"end": {}, "notice": {}, "arrive": {}, "guard_s": 0.0, "guard_calls": 0,
            "barrier_done": {}, "arrive_sleeps": 0}
@@ -151,7 +151,7 @@ def instrument(eng: MPIEngine, sleeps: SleepLog) -> dict:
     arrive0 = eng.guard.arrive
 
     proxy = eng.guard.comm = CommProxy(eng.guard.comm, rec)
-    guard_mod.time = GuardTime(rec, proxy)
+    guard_mod.time = GuardTime(rec, proxy, nap)
 
     def arrive(rnd, what=None):
         proxy.rnd = rnd
@@ -210,12 +210,14 @@ class GuardTime:
     monotonic = staticmethod(time.monotonic)
     perf_counter = staticmethod(time.perf_counter)
 
-    def __init__(self, rec: dict, proxy: CommProxy):
-        self.rec, self.proxy = rec, proxy
+    def __init__(self, rec: dict, proxy: CommProxy, nap: float | None):
+        self.rec, self.proxy, self.nap = rec, proxy, nap
 
     def sleep(self, s: float) -> None:
         if self.proxy.rnd >= 0:  # round boundaries only, not the start of training
             self.rec["arrive_sleeps"] += 1
+            if self.nap is not None:  # --arrive-nap: what a shorter nap would change
+                s = self.nap
         time.sleep(s)
 
 
@@ -283,6 +285,8 @@ def main() -> None:
     ap.add_argument("--unit", type=float, default=1e-4)
     ap.add_argument("--factor", type=float, default=5.0)
     ap.add_argument("--label", default="")
+    ap.add_argument("--arrive-nap", type=float, default=None,
+                    help="replace the boundary loop's nap (guard.arrive) by this many s")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     rank, n = comm.Get_rank(), comm.Get_size()
@@ -297,7 +301,7 @@ def main() -> None:
     timers = Timers()
     rows: list = []
     eng = MPIEngine(cfg, comm, sampler, spec.init_theta(0, -0.5), timers, on_round=rows.append)
-    rec = instrument(eng, sleeps)
+    rec = instrument(eng, sleeps, args.arrive_nap)
     s = eng.run()
     rec["thread_busy_s"], rec["thread_wakes"] = selects.busy, selects.wakes
     rec["counts"] = {"local_polls": getattr(eng.plane, "local_polls", None),
@@ -308,7 +312,7 @@ def main() -> None:
     t_all = comm.gather(timers.as_dict(), root=0)
     if rank == 0:
         out = {"label": args.label or MPI.Get_library_version().split("\n")[0][:30].strip(),
-               "control": s["control"],
+               "control": s["control"], "arrive_nap": args.arrive_nap,
                "exact_M": all(r["grads"] == args.M for r in rows),
                **account(recs, walls, t_all[0], n),
                "straggler_wait_pct": round(100 * t_all[-1]["seconds"]["wait"] / walls[-1], 3),
