@@ -83,7 +83,7 @@ class SelectLog:
 def instrument(eng: MPIEngine, sleeps: SleepLog, nap: float | None = None) -> dict:
     """Wrap the engine's control-plane calls; return the record they fill."""
     rec = {"end": {}, "notice": {}, "arrive": {}, "guard_s": 0.0, "guard_calls": 0,
-           "barrier_done": {}, "arrive_sleeps": 0}
+           "barrier_done": {}, "arrive_sleeps": 0, "report_s": 0.0, "reports": 0}
     st = {"rnd": -1, "M": 0, "noticed": False}
     plane = eng.plane
 
@@ -125,6 +125,8 @@ def instrument(eng: MPIEngine, sleeps: SleepLog, nap: float | None = None) -> di
     def accept(rnd, M):
         t0 = clock()
         out = accept0(rnd, M)
+        rec["report_s"] += clock() - t0
+        rec["reports"] += 1
         if out is False and not st["noticed"]:
             notice("report", t0, clock())
         return out
@@ -273,6 +275,9 @@ def account(recs: list, walls: list, timers0: dict, n: int) -> dict:
             "wait_pct": round(100 * sec["wait"] / wall, 3),
             "polls_per_round": round(calls["wait"] / len(rounds), 1),
             "us_per_wait_call": round(1e6 * sec["wait"] / max(1, calls["wait"]), 2),
+            "reports_per_round": round(r0["reports"] / len(rounds), 1),
+            "us_per_report": round(1e6 * r0["report_s"] / max(1, r0["reports"]), 2),
+            "report_pct": round(100 * r0["report_s"] / wall, 3),
             "guard_polls_per_round": round(r0["guard_calls"] / len(rounds), 1),
             "us_per_guard_poll": round(1e6 * r0["guard_s"] / max(1, r0["guard_calls"]), 2)}
 
