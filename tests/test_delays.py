@@ -57,3 +57,36 @@ def test_per_trajectory_delay_is_a_floor_from_begin_and_can_be_cut_short():
     assert d.finish(lambda: True) is True  # the round ended while "computing"
     step = make_delay(cfg_with("delays.compute_unit_s=0.001"), 3.0)
     assert step.active and step.per_step_s == 0.003 and step.finish(None) is False
+
+
+class Calls:
+    """An ``interrupted`` that counts its calls and says True from the ``at``-th on."""
+
+    def __init__(self, at=None):
+        self.n, self.at = 0, at
+
+    def __call__(self):
+        self.n += 1
+        return self.at is not None and self.n >= self.at
+
+
+def test_a_sleep_asks_interrupted_at_most_once_per_poll_s():
+    every = Delay(0, slice_s=1e-4, poll_s=0.0)  # ask after every slice
+    calls = Calls()
+    assert every.sleep(0.005, calls) is False
+    assert calls.n == every.polls == every.slices >= 2
+    rare = Delay(0, slice_s=1e-4, poll_s=1e9)  # only the first slice of its life is asked
+    calls = Calls()
+    assert rare.sleep(0.005, calls) is False and rare.sleep(0.002, calls) is False
+    assert calls.n == rare.polls == 1 and rare.slices >= 4
+    for _ in range(60):  # the per-step path goes through the same sleep
+        rare.per_step_s = 1e-3
+        rare.step(calls)
+    assert calls.n == 1 and rare.slices > 4
+
+
+def test_an_interrupted_sleep_stops_at_the_poll_that_says_so():
+    d = Delay(0, slice_s=1e-4, poll_s=0.0)
+    calls = Calls(at=3)
+    assert d.sleep(10.0, calls) is True
+    assert calls.n == 3 == d.polls == d.slices

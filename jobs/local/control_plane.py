@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from mpi4py import MPI
 
@@ -25,16 +26,22 @@ from nigt_hpc.rollout import Sampler
 from nigt_hpc.timers import Timers
 
 
-def measure(comm, control: str, rounds: int, M: int, unit: float, factor: float) -> dict:
-    """Return rank 0's figures of one run with ``mpi.control = control``."""
-    n = comm.Get_size()
+def bench_config(n: int, control: str, rounds: int, M: int, unit: float, factor: float,
+                 extra: tuple = ()) -> dict:
+    """Return the benchmark's config: n ranks, the last one ``factor`` times slower."""
     speeds = ", ".join(["1.0"] * (n - 1) + [str(factor)])
-    cfg = config.load(None, [
+    return config.load(None, [
         "env.id=Pendulum-v1", "env.horizon=100", "policy.kind=linear", "run.target_return=inf",
         "algo.name=rennala_nigt", f"algo.M={M}", f"algo.M_init={M}",
         f"run.max_rounds={rounds - 1}", "delays.compute=from_list",
         f"delays.compute_list=[{speeds}]", f"delays.compute_unit_s={unit}",
-        "mpi.poll_every_steps=16", f"mpi.control={control}"])
+        "mpi.poll_every_steps=16", f"mpi.control={control}", *extra])
+
+
+def measure(comm, control: str, rounds: int, M: int, unit: float, factor: float) -> dict:
+    """Return rank 0's figures of one run with ``mpi.control = control``."""
+    n = comm.Get_size()
+    cfg = bench_config(n, control, rounds, M, unit, factor)
     rank = comm.Get_rank()
     env, info, spec = run.build(cfg, rank)
     sampler = Sampler(env, spec, cfg["env"]["horizon"], cfg["env"]["gamma"], cfg["run"]["seed"],
@@ -51,7 +58,8 @@ def measure(comm, control: str, rounds: int, M: int, unit: float, factor: float)
             "exact_M": all(r["grads"] == M for r in rows), "grads_per_worker": gpw,
             "round_ms": round(1e3 * s["wall_s"] / len(rows), 2),
             "idle_fast": round(sum(idles[0]), 5), "of_which_wait_fast": round(idles[0][1], 5),
-            "idle_straggler": round(sum(idles[-1]), 5)}
+            "idle_straggler": round(sum(idles[-1]), 5),
+            "load": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> None:
@@ -68,7 +76,8 @@ def main() -> None:
     probe = [probe_passive_progress(comm) for _ in range(3)]
     if comm.Get_rank() == 0:
         print(json.dumps({"label": args.label, "probe_ms": [round(1e3 * t, 3) for t in probe],
-                          "mpi": MPI.Get_library_version().split("\n")[0].strip("\0")[:60]}),
+                          "mpi": MPI.Get_library_version().split("\n")[0].strip("\0")[:60],
+                          "code": os.path.dirname(os.path.abspath(config.__file__))}),
               flush=True)
     for control in args.planes.split(","):
         out = measure(comm, control, args.rounds, args.M, args.unit, args.factor)

@@ -43,6 +43,18 @@ class RMACounter:
         self.win.Flush(self.root)
         return int(self._res[0])
 
+    def local_view(self) -> np.ndarray | None:
+        """Return the counter's memory as an array on ``root`` under the unified memory
+        model, else None.  There a remote update is "eventually observed by load operations
+        without additional RMA calls" (MPI 3.1, 11.4): a load is a read that costs no MPI
+        call; only where passive progress was verified does it see the others' updates in
+        time (``planes.probe_passive_progress``)."""
+        if self.comm.Get_rank() != self.root:
+            return None
+        if self.win.Get_attr(MPI.WIN_MODEL) != MPI.WIN_UNIFIED:
+            return None
+        return np.frombuffer(self.win.tomemory(), dtype=np.int64)
+
     def read(self) -> int:
         """Return the current value (an atomic read)."""
         self.win.Fetch_and_op(self._one, self._res, self.root, 0, MPI.NO_OP)

@@ -21,13 +21,16 @@ Interface (every rank, every round)::
   the gradient is among the first M (and ``done_at`` of a read, whether the round is
   over).  Right only where passive-target RMA progresses while rank 0 computes outside MPI
   (MPICH's ch4, Open MPI's ``osc sm``), not where the target must enter MPI (``osc ucx``).
+  There (the probe passed) rank 0's own polls load the counter from its window memory
+  instead of a ``Fetch_and_op`` on itself.
 * :class:`P2PCoordinator` (rank 0) / :class:`P2PWorker` (ranks >= 1) -- point-to-point
   messages that need no asynchronous progress.  A worker ``Isend``s one tiny report per
-  finished gradient.  Rank 0, which samples too, ``Test``s its posted ``Irecv``s at every
-  poll (every ``mpi.poll_every_steps`` env steps and every slice of an emulated-delay sleep):
-  it offers reports to the rule (``on_finished``) in its arrival order until the rule is
-  ``done``, so the rule's ``M_i[j]`` is the a_j below and worker j's accepted gradients are
-  exactly its first a_j reports (messages from one rank do not overtake each other).  Rank 0
+  finished gradient.  Rank 0, which samples too, ``Test``s its posted ``Irecv``s at its
+  polls (every ``mpi.poll_every_steps`` env steps and every slice of an emulated-delay
+  sleep, at most once per ``SERVE_EVERY_S``) and before each of its own reports: it offers
+  reports to the rule (``on_finished``) in their arrival order until the rule is ``done``,
+  so the rule's ``M_i[j]`` is the a_j below and worker j's accepted gradients are exactly
+  its first a_j reports (messages from one rank do not overtake each other).  Rank 0
   answers a poll's new acceptances with one ack per worker carrying a_j so far, and when the
   rule is done (the M-th is accepted) it sends every worker a stop carrying its final a_j.
   All of a round's messages to a worker travel on one tag through one posted ``Irecv`` at a
@@ -39,12 +42,13 @@ Interface (every rank, every round)::
   rest (its first a_j - grads pending are accepted, the others discarded), so nothing is
   unresolved when the worker enters the Allreduce.  Only if all ``PENDING_MAX`` buffers are
   taken does the worker ``Wait`` (inside MPI) for rank 0's next answer, which comes within
-  one of rank 0's poll intervals.  Bounds, counted per round: a worker's reports after the
-  M-th acceptance are at most ``PENDING_MAX`` (any later one needs a buffer freed by an
-  answer sent after the stop, which it would read after the stop); it learns of the stop
-  within one poll interval of rank 0 plus one of its own.  After the Allreduce every rank
-  knows every rank's report count, so rank 0 drains the reports still in flight (no answer
-  is sent after a stop) and no message outlives its round.
+  one of rank 0's poll intervals (or ``SERVE_EVERY_S``, the longer).  Bounds, counted per
+  round: a worker's reports after the M-th acceptance are at most ``PENDING_MAX`` (any
+  later one needs a buffer freed by an answer sent after the stop, which it would read
+  after the stop); it learns of the stop within one serving interval of rank 0 plus one
+  poll interval of its own.  After the Allreduce every rank knows every rank's report count,
+  so rank 0 drains the reports still in flight (no answer is sent after a stop) and no
+  message outlives its round.
 
 :func:`probe_passive_progress` decides ``mpi.control = "auto"``: rank 0 computes outside MPI
 while every other rank times one ``Fetch_and_op`` on it.
@@ -64,6 +68,9 @@ TAG_REPORT = 21  # worker -> rank 0: [round]
 TAG_ANSWER = 22  # rank 0 -> worker: [round, a_j, kind]
 ACK, STOP = 0, 1
 PENDING_MAX = 4  # un-answered gradients a worker holds (memory: PENDING_MAX * d floats)
+SERVE_EVERY_S = 1e-3  # rank 0 of "p2p" Tests for reports at most this often between its own
+# reports: a poll comes every delay slice (~0.3 ms), and each Test is an MPI progress call
+# (4-16 µs measured under MPICH on a loaded machine); a worker's gradient takes far longer
 PROBE_SPIN_S = 0.2  # rank 0 computes at most this long without entering MPI
 PROBE_LIMIT_S = 0.01  # a Fetch_and_op slower than this while rank 0 computes: no progress
 
@@ -73,16 +80,28 @@ class RMAPlane:
 
     name = "rma"
 
-    def __init__(self, comm: MPI.Comm):
+    def __init__(self, comm: MPI.Comm, local_reads: bool = False):
         self.counter = RMACounter(comm)
         self.base = 0  # the counter is never reset: a late reader cannot mix up two rounds
+        # Rank 0 hosts the counter: where the others' Fetch_and_op progress without it (the
+        # probe passed), its polls load the value instead of a Fetch_and_op on itself (one
+        # poll per delay slice, ~1000 a round: 5-20 µs each under MPICH and Open MPI on a
+        # loaded machine, against 0.1-1 µs).  A stale load only delays "over" by one poll,
+        # never says it early (the counter only grows); acceptance is still the atomic
+        # Fetch_and_op of report(), so exactly M enter.
+        self._mem = self.counter.local_view() if local_reads else None
+        self.local_polls = 0  # polls answered by a load (counted, for tests and traces)
 
     def start_round(self, rnd: int, rule, local) -> None:
         """Remember this round's rule and the local round the reports count into."""
         self.rule, self.local = rule, local
 
     def poll(self) -> bool:
-        """Return whether the rule says the round is over (one atomic read of the total)."""
+        """Return whether the rule says the round is over (one read of the total: rank 0
+        reads its own window memory where the probe showed passive progress)."""
+        if self._mem is not None:
+            self.local_polls += 1
+            return self.rule.done_at(int(self._mem[0]) - self.base)
         return self.rule.done_at(self.counter.read() - self.base)
 
     def report(self, g: np.ndarray) -> bool:
@@ -119,6 +138,8 @@ class P2PCoordinator:
         self.received = np.zeros(self.n, dtype=np.int64)
         self._sends: list = []  # (buffer, request): buffers live until the round's end
         self.stopped = True
+        self._served = -1e300  # when poll() last Tested for reports
+        self.serves = 0  # how many times it did (counted, for tests and traces)
 
     def start_round(self, rnd: int, rule, local) -> None:
         """Take this round's rule (its counts start at zero) and reset the message counts."""
@@ -149,11 +170,16 @@ class P2PCoordinator:
                 self._send(k, STOP)
         return accepted
 
-    def poll(self) -> bool:
-        """Take every report that has arrived and answer it; return whether the round is
-        over."""
+    def poll(self, force: bool = False) -> bool:
+        """Take every report that has arrived and answer it (at most once per
+        ``SERVE_EVERY_S`` unless ``force``); return whether the round is over."""
         if self.stopped:
             return True
+        now = time.perf_counter()
+        if not force and now - self._served < SERVE_EVERY_S:
+            return False
+        self._served = now
+        self.serves += 1
         for j in range(1, self.n):
             while not self.stopped and self._reqs[j].Test():
                 self._take(j)
@@ -165,7 +191,7 @@ class P2PCoordinator:
 
     def report(self, g: np.ndarray) -> bool:
         """Return whether rank 0's own gradient is accepted (after the reports before it)."""
-        if self.poll():
+        if self.poll(force=True):
             return False
         self.local.reports += 1
         return self._accept(0)
@@ -307,13 +333,13 @@ def probe_passive_progress(comm: MPI.Comm) -> float:
 def make_plane(cfg: dict, comm: MPI.Comm, d: int):
     """Return (Rennala plane for this rank, probe seconds or None) for ``mpi.control``."""
     choice, probe_s = cfg["mpi"]["control"], None
+    if comm.Get_size() > 1 and choice in ("auto", "rma"):
+        # "rma" asks for the probe too: it decides whether rank 0 may poll by a load
+        probe_s = probe_passive_progress(comm)
+    progress = probe_s is None or probe_s <= PROBE_LIMIT_S  # one rank: the counter is local
     if choice == "auto":
-        if comm.Get_size() == 1:
-            choice = "rma"  # nobody else to be served: the counter is local
-        else:
-            probe_s = probe_passive_progress(comm)
-            choice = "rma" if probe_s <= PROBE_LIMIT_S else "p2p"
+        choice = "rma" if progress else "p2p"
     if choice == "rma":
-        return RMAPlane(comm), probe_s
+        return RMAPlane(comm, local_reads=progress), probe_s
     plane = P2PCoordinator(comm) if comm.Get_rank() == 0 else P2PWorker(comm, d)
     return plane, probe_s

@@ -150,3 +150,81 @@ def test_a_resumed_run_still_accepts_exactly_M(plane):
         ok = ok and [r["round"] for r in rows] == [5, 6, 7, 8]
         ok = ok and all(r["grads"] == 6 for r in rows)
     assert all_ok(comm, ok), [r["grads"] for r in rows]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank0_polls_the_rma_counter_by_a_load_where_the_probe_passed():
+    """Rank 0 hosts the counter: where the others' Fetch_and_op progress without it, its
+    polls read its window memory (counted), and every round still takes exactly M."""
+    from nigt_hpc.engine.planes import PROBE_LIMIT_S
+
+    comm = world()
+    n = comm.Get_size()
+    rows = []
+    eng, timers = engine_for(comm, PENDULUM + straggler(n, 5, "2e-5") + [
+        "algo.name=rennala_nigt", "algo.M=8", "algo.M_init=8", "run.max_rounds=10",
+        "mpi.poll_every_steps=4", "mpi.control=rma"], rows.append)
+    s = eng.run()
+    passed = eng.control_probe_s is not None and eng.control_probe_s <= PROBE_LIMIT_S
+    ok = s["control"] == "rma" and len(set(digests(comm, s["theta"]))) == 1
+    if comm.Get_rank() == 0:
+        ok = ok and (eng.plane.local_polls > 0) == passed
+        ok = ok and all(r["grads"] == 8 for r in rows) and len(rows) == 11
+    else:
+        ok = ok and eng.plane.local_polls == 0  # a worker's read is a Fetch_and_op
+    assert all_ok(comm, ok), (eng.control_probe_s, eng.plane.local_polls)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_p2p_rank0_serves_at_most_once_per_interval_and_before_its_own_reports(monkeypatch):
+    """With the serving interval made endless, rank 0 Tests for reports once at its first
+    poll and then only before each of its own reports: exactly that many serves, and the
+    rounds still end with exactly M (rank 0's own reports bring the stop)."""
+    from nigt_hpc.engine import planes
+
+    monkeypatch.setattr(planes, "SERVE_EVERY_S", 1e9)
+    comm = world()
+    n = comm.Get_size()
+    rows = []
+    eng, _ = engine_for(comm, PENDULUM + straggler(n, 3, "2e-5") + [
+        "algo.name=rennala_nigt", "algo.M=6", "algo.M_init=6", "run.max_rounds=8",
+        "mpi.poll_every_steps=4", "mpi.control=p2p"], rows.append)
+    own = [0]
+    if comm.Get_rank() == 0:
+        report = eng.plane.report
+
+        def counted(g):
+            own[0] += not eng.plane.stopped  # a report after the stop serves nothing
+            return report(g)
+        eng.plane.report = counted
+    s = eng.run()
+    ok = s["control"] == "p2p" and len(set(digests(comm, s["theta"]))) == 1
+    if comm.Get_rank() == 0:
+        ok = ok and eng.plane.serves == 1 + own[0] and own[0] >= 6
+        ok = ok and all(r["grads"] == 6 for r in rows) and len(rows) == 9
+    assert all_ok(comm, ok), (getattr(eng.plane, "serves", None), own)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("every", [0.0, 1e9])
+def test_the_abort_channel_is_tested_at_most_once_per_interval(monkeypatch, every):
+    """Every poll Tests the abort Irecv when the interval is 0; with an endless one only the
+    first poll of the run does (the 1 ms default sits between)."""
+    from nigt_hpc.engine import guard
+
+    monkeypatch.setattr(guard, "ABORT_TEST_S", every)
+    comm = world()
+    eng, _ = engine_for(comm, PENDULUM + [
+        "algo.name=rennala_nigt", "algo.M=6", "algo.M_init=6", "run.max_rounds=4",
+        "mpi.poll_every_steps=4", "mpi.control=p2p"])
+    calls = [0]
+    interrupted = eng.guard.interrupted
+
+    def counted():
+        calls[0] += 1
+        return interrupted()
+    eng.guard.interrupted = counted
+    eng.run()
+    want = calls[0] if every == 0.0 else 1
+    ok = calls[0] > 10 and eng.guard.abort_tests == want
+    assert all_ok(comm, ok), (calls, eng.guard.abort_tests)
