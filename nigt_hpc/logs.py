@@ -169,23 +169,46 @@ def make_writers(cfg: dict, run_dir: str, resume_round: int | None = None) -> li
     return out
 
 
-def policy_std_fn(spec):
-    """Return ``theta -> mean std over action dims`` for a head that keeps its log-std in
-    theta (``gaussian_logstd``: the last act_dim entries), else None.
+def policy_std_fn(spec, inputs=None):
+    """Return ``theta -> {field: value}``: how random the policy still is.
 
-    The softplus head's sigma and a softmax head's entropy depend on the state, so they
-    would need a forward pass over observations that rank 0 does not have at the round's
-    end; those heads get no such field.
+    ``gaussian_logstd``: ``policy_std``, the mean of ``exp(log_std)`` over action dims (the
+    last act_dim entries of theta; state-independent).  The softplus head's sigma and a
+    softmax head's entropy depend on the state: ``policy_std`` (mean sigma) and
+    ``policy_entropy`` (mean entropy, nats) are then taken over ``inputs()``, up to 32
+    policy inputs of rank 0's last finished trajectory (None where there is none, as on
+    AFedPG's server, which samples nothing).
     """
-    from .policy import HEADS
-
-    if spec.head != HEADS["gaussian_logstd"]:
-        return None
     import numpy as np
 
+    from .kernels import SIGMA_MIN
+    from .policy import HEADS
+
     k = spec.act_dim
+    if spec.head == HEADS["gaussian_logstd"]:
+        return lambda theta: {"policy_std": float(np.mean(np.exp(theta[-k:])))}
+    field = "policy_entropy" if spec.head == HEADS["softmax"] else "policy_std"
+    sizes = [int(x) for x in spec.sizes]
 
-    def std(theta) -> float:
-        return float(np.mean(np.exp(theta[-k:])))
+    def forward(theta, x):
+        p, L = 0, len(sizes) - 1
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            W = theta[p : p + n_in * n_out].reshape(n_in, n_out)
+            x = x @ W + theta[p + n_in * n_out : p + n_in * n_out + n_out]
+            if i < L - 1:
+                x = np.tanh(x)
+            p += n_in * n_out + n_out
+        return x
 
-    return std
+    def measure(theta) -> dict:
+        x = None if inputs is None else inputs()
+        if x is None or len(x) == 0:
+            return {field: None}
+        z = forward(theta, x)
+        if field == "policy_std":  # softplus sigma, as the kernels' head computes it
+            return {field: float(np.mean(np.logaddexp(0.0, z[:, k : 2 * k]) + SIGMA_MIN))}
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return {field: float(np.mean(-(np.exp(logp) * logp).sum(axis=1)))}
+
+    return measure

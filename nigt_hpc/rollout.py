@@ -151,6 +151,7 @@ class Sampler:
         self.t_env = 0.0
         self.t_policy = 0.0
         self.steps = 0
+        self.last_T = 0  # steps of the last finished trajectory (its inputs: obs[:last_T])
         # an interrupted episode kept for re-use: (steps done, last obs, noise, episode)
         self._pending: tuple | None = None
         # compiled classic-control env: dynamics and policy run in one compiled loop
@@ -203,6 +204,14 @@ class Sampler:
             self._theta_al = K.aligned_empty(theta.shape[0])
         np.copyto(self._theta_al, theta)
         return self._theta_al
+
+    def last_inputs(self, most: int = 32) -> np.ndarray:
+        """Return up to ``most`` evenly spaced policy inputs of the last finished trajectory
+        (views into the buffer, valid until the next rollout)."""
+        T = self.last_T
+        if T <= most:
+            return self._obs[:T]
+        return self._obs[np.linspace(0, T - 1, most).astype(np.int64)]
 
     @property
     def has_pending(self) -> bool:
@@ -299,6 +308,7 @@ class Sampler:
                 self._pending = (T, s, noise, episode)
             return None
         truncated = not terminated  # the env's time limit or our horizon H cut it
+        self.last_T = T
         return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
                           truncated, resumed)
 
@@ -372,6 +382,7 @@ class Sampler:
             if keep:
                 self._pending = (T, env.state.copy(), noise, episode)
             return None
+        self.last_T = T
         return Trajectory(obs[:T], acts[:T], rew[:T], logp[:T], episode, bool(terminated),
                           not terminated, resumed)
 

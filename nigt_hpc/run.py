@@ -263,7 +263,9 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                                   **kw)
         else:
             engine = MPIEngine(cfg, comm, sampler, theta0, timers, **kw)
-        engine.book.std_fn = logs.policy_std_fn(spec)
+        if rank == 0:  # only rank 0 writes the metrics record
+            engine.book.std_fn = logs.policy_std_fn(
+                spec, None if sampler is None else sampler.last_inputs)
         if ckpt is not None:
             engine.restore(*ckpt)
         evaluator = None
@@ -344,7 +346,7 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
               f"workers, d = {len(theta0)}, run directory {run_dir}", flush=True)
     samplers = [make_sampler(cfg, env, sp, info, w) for w, (env, info, sp) in enumerate(built)]
     engine = SimEngine(cfg, samplers, theta0, timers, on_round=output.on_round)
-    engine.book.std_fn = logs.policy_std_fn(spec)
+    engine.book.std_fn = logs.policy_std_fn(spec, samplers[0].last_inputs)
     evaluator = None
     if trained.Evaluator.wanted(cfg):
         evaluator = trained.Evaluator(spec, cfg, n)

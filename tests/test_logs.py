@@ -250,3 +250,32 @@ def test_report_out_errors_write_nothing(cli, tmp_path, args, needle):
     p = cli("report", out, out, *args, cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, p.stderr
     assert sorted(os.listdir(out)) == before and not (tmp_path / "x.png").exists()
+
+
+def test_state_dependent_heads_report_std_and_entropy_over_rank0s_last_inputs():
+    """softmax: policy_entropy; softplus: policy_std, both over the last trajectory's inputs
+    (a zero theta gives the uniform policy, entropy ln(actions), sigma softplus(0))."""
+    import math
+
+    import numpy as np
+
+    from nigt_hpc import config, logs, run
+    from nigt_hpc.kernels import SIGMA_MIN
+    from nigt_hpc.rollout import make_sampler
+
+    for sets, field, want in (
+            (["env.id=CartPole-v1"], "policy_entropy", math.log(2)),
+            (["env.id=Pendulum-v1", "policy.kind=mlp", "policy.hidden=[8]"], "policy_std",
+             math.log(2) + SIGMA_MIN)):
+        cfg = config.load(None, sets)
+        env, info, spec = run.build(cfg, 0)
+        smp = make_sampler(cfg, env, spec, info, 0)
+        theta = spec.init_theta(0, -0.5)
+        f = logs.policy_std_fn(spec, smp.last_inputs)
+        assert f(theta) == {field: None}  # nothing sampled yet
+        smp.rollout(theta)
+        assert 0 < len(smp.last_inputs()) <= 32
+        got = f(theta)[field]
+        assert got is not None and got > 0
+        assert f(np.zeros_like(theta))[field] == pytest.approx(want, rel=1e-12)
+        env.close()

@@ -235,8 +235,8 @@ class RoundBook:
         }
         if g is not None:
             rec["grad_norm"] = float(np.linalg.norm(g))
-        if self.std_fn is not None:
-            rec["policy_std"] = self.std_fn(theta)
+        if self.std_fn is not None:  # policy_std or policy_entropy (logs.policy_std_fn)
+            rec.update(self.std_fn(theta))
         return rec
 
     def should_stop(self, rounds_done: int, time_s: float, stop_requests: int) -> bool:
