@@ -258,9 +258,9 @@ def test_state_dependent_heads_report_std_and_entropy_over_rank0s_last_inputs():
     import math
 
     import numpy as np
+    from nigt_hpc.kernels import SIGMA_MIN
 
     from nigt_hpc import config, logs, run
-    from nigt_hpc.kernels import SIGMA_MIN
     from nigt_hpc.rollout import make_sampler
 
     for sets, field, want in (

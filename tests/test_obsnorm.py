@@ -194,3 +194,18 @@ def test_eval_every_s_follows_the_runs_clock(tmp_path):
             nxt = r["time_s"] + 7.5
     got = [r["round"] for r in rows if r["eval_return"] is not None]
     assert got == want and 2 < len(got) < len(rows)
+
+
+def test_paper_configs_keep_the_papers_estimator_and_presets_the_extensions():
+    import glob
+
+    paper = sorted(glob.glob(os.path.join(ROOT, "jobs", "paper", "*.toml")))
+    presets = sorted(glob.glob(os.path.join(ROOT, "jobs", "mujoco", "*.toml")))
+    assert len(paper) >= 9 and len(presets) == 5
+    for path in paper:
+        text = open(path).read()  # written out in the file, not left to the defaults
+        assert "obs_norm = false" in text and 'baseline = "none"' in text, path
+    for path in presets:
+        cfg = config.load(path, [])
+        assert cfg["policy"]["obs_norm"] and cfg["estimator"]["baseline"] == "time", path
+        assert cfg["policy"]["head"] == "gaussian_logstd" and cfg["run"]["eval_every_s"] > 0
