@@ -193,7 +193,7 @@ def _eval(args) -> int:
         mj = f"; MuJoCo rendered with MUJOCO_GL={gl}" if gl and "mujoco" in sys.modules else ""
         sizes = [os.path.getsize(os.path.join(args.video, n)) for n in names
                  if os.path.isfile(os.path.join(args.video, n))]
-        print(f"{len(sizes)} videos in {args.video}/ ({names[0]} ...; "
+        print(f"{len(sizes)} videos in {os.path.join(args.video, '')} ({names[0]} ...; "
               f"{sum(sizes) / 1e6:.2f} MB{mj})")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
