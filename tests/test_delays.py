@@ -74,15 +74,18 @@ def test_a_sleep_asks_interrupted_at_most_once_per_poll_s():
     every = Delay(0, slice_s=1e-4, poll_s=0.0)  # ask after every slice
     calls = Calls()
     assert every.sleep(0.005, calls) is False
-    assert calls.n == every.polls == every.slices >= 2
+    # one slice may oversleep the whole 5 ms on a loaded machine, so only ">= 1" is certain;
+    # the claim is that every slice was followed by one question
+    assert calls.n == every.polls == every.slices >= 1
     rare = Delay(0, slice_s=1e-4, poll_s=1e9)  # only the first slice of its life is asked
     calls = Calls()
     assert rare.sleep(0.005, calls) is False and rare.sleep(0.002, calls) is False
-    assert calls.n == rare.polls == 1 and rare.slices >= 4
+    assert calls.n == rare.polls == 1 and rare.slices >= 2  # each sleep slept at least once
+    before = rare.slices
     for _ in range(60):  # the per-step path goes through the same sleep
         rare.per_step_s = 1e-3
         rare.step(calls)
-    assert calls.n == 1 and rare.slices > 4
+    assert calls.n == 1 and rare.slices > before  # it slept, and asked nothing more
 
 
 def test_an_interrupted_sleep_stops_at_the_poll_that_says_so():
