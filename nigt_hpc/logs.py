@@ -189,22 +189,13 @@ def policy_std_fn(spec, inputs=None):
         return lambda theta: {"policy_std": float(np.mean(np.exp(theta[-k:])))}
     field = "policy_entropy" if spec.head == HEADS["softmax"] else "policy_std"
     sizes = [int(x) for x in spec.sizes]
-
-    def forward(theta, x):
-        p, L = 0, len(sizes) - 1
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            W = theta[p : p + n_in * n_out].reshape(n_in, n_out)
-            x = x @ W + theta[p + n_in * n_out : p + n_in * n_out + n_out]
-            if i < L - 1:
-                x = np.tanh(x)
-            p += n_in * n_out + n_out
-        return x
+    from .trained import forward
 
     def measure(theta) -> dict:
         x = None if inputs is None else inputs()
         if x is None or len(x) == 0:
             return {field: None}
-        z = forward(theta, x)
+        z = forward(theta, sizes, x)
         if field == "policy_std":  # softplus sigma, as the kernels' head computes it
             return {field: float(np.mean(np.logaddexp(0.0, z[:, k : 2 * k]) + SIGMA_MIN))}
         z = z - z.max(axis=1, keepdims=True)

@@ -95,16 +95,7 @@ class Policy:
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         """Return the network's last affine layer for a batch ``x`` of shape (B, obs_dim)."""
-        p = 0
-        L = len(self.sizes) - 1
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            W = self.theta[p : p + n_in * n_out].reshape(n_in, n_out)
-            b = self.theta[p + n_in * n_out : p + n_in * n_out + n_out]
-            x = x @ W + b
-            if i < L - 1:
-                x = np.tanh(x)
-            p += n_in * n_out + n_out
-        return x
+        return forward(self.theta, self.sizes, x)
 
     def act(self, obs, deterministic: bool = True, rng: np.random.Generator | None = None):
         """Return the env action for ``obs`` (shape (obs_dim,) or (B, obs_dim)).
@@ -143,6 +134,21 @@ class Policy:
         else:
             a = np.clip(u, self.a_center - self.a_scale, self.a_center + self.a_scale)
         return a[0] if single else a
+
+
+def forward(theta: np.ndarray, sizes: list[int], x: np.ndarray) -> np.ndarray:
+    """Return the last affine layer of the network ``sizes`` (tanh between layers) at
+    ``theta`` for a batch ``x`` of shape (B, sizes[0]), with numpy alone."""
+    p = 0
+    L = len(sizes) - 1
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = theta[p : p + n_in * n_out].reshape(n_in, n_out)
+        b = theta[p + n_in * n_out : p + n_in * n_out + n_out]
+        x = x @ W + b
+        if i < L - 1:
+            x = np.tanh(x)
+        p += n_in * n_out + n_out
+    return x
 
 
 def load(run_dir: str) -> Policy:
