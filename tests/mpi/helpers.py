@@ -29,3 +29,18 @@ def engine_for(comm, sets, collect=None):
         return AFedPGEngine(cfg, comm, sampler, theta0, timers, on_round=collect,
                             obs_dim=info["obs_dim"]), timers
     return MPIEngine(cfg, comm, sampler, theta0, timers, on_round=collect), timers
+
+
+def ones_everywhere(eng):
+    """Make every gradient the vector of ones; return the list of the g the step gets."""
+    def ones(theta, traj, weight, out, *args):
+        out += weight
+
+    eng.sampler.add_grad = ones
+    eng.sampler.add_grad_is = lambda theta, traj, clip, weight, out: ones(theta, traj,
+                                                                         weight, out)
+    seen = []
+    step, init = eng.opt.step, eng.opt.initialise
+    eng.opt.step = lambda g: (seen.append(g.copy()), step(g))
+    eng.opt.initialise = lambda g: (seen.append(g.copy()), init(g))
+    return seen

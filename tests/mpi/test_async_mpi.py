@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nigt_hpc.aggregation import harmonic_mean
-from tests.mpi.helpers import all_ok, engine_for
+from tests.mpi.helpers import all_ok, engine_for, ones_everywhere
 
 # Pendulum never terminates: every trajectory is exactly `horizon` steps, so per-worker
 # speeds come from the emulated delays alone.
@@ -63,17 +63,7 @@ def test_weights_make_a_constant_gradient_come_out_unchanged(algo, expect):
     comm = world()
     eng, _ = engine_for(comm, PENDULUM + straggler(4) + [
         f"algo.name={algo}", "algo.M=6", "run.max_rounds=8", "mpi.poll_every_steps=8"])
-
-    def ones(theta, traj, weight, out, *args):
-        out += weight
-
-    eng.sampler.add_grad = ones
-    eng.sampler.add_grad_is = lambda theta, traj, clip, weight, out: ones(theta, traj,
-                                                                         weight, out)
-    seen = []
-    step, init = eng.opt.step, eng.opt.initialise
-    eng.opt.step = lambda g: (seen.append(g.copy()), step(g))
-    eng.opt.initialise = lambda g: (seen.append(g.copy()), init(g))
+    seen = ones_everywhere(eng)
     eng.run()
     ok = len(seen) == 9 and all(np.allclose(g, 1.0, rtol=1e-12, atol=0) for g in seen)
     assert all_ok(comm, ok), [float(g[0]) for g in seen]

@@ -9,7 +9,7 @@ import pytest
 
 from nigt_hpc import registry
 from nigt_hpc.aggregation import AggregateMalenia, AggregateRennala, AggregateSync
-from tests.mpi.helpers import all_ok, engine_for
+from tests.mpi.helpers import all_ok, engine_for, ones_everywhere
 
 PENDULUM = ["env.id=Pendulum-v1", "env.horizon=40", "policy.kind=linear",
             "run.target_return=inf", "mpi.poll_every_steps=8"]
@@ -43,20 +43,6 @@ class SyncDoubled(AggregateSync):
     def local_weight(self, worker: int, count: int) -> float:
         return 2.0 * super().local_weight(worker, count)
 
-
-def ones_everywhere(eng):
-    """Make every gradient the vector of ones; return the list of the g the step gets."""
-    def ones(theta, traj, weight, out, *args):
-        out += weight
-
-    eng.sampler.add_grad = ones
-    eng.sampler.add_grad_is = lambda theta, traj, clip, weight, out: ones(theta, traj,
-                                                                         weight, out)
-    seen = []
-    step, init = eng.opt.step, eng.opt.initialise
-    eng.opt.step = lambda g: (seen.append(g.copy()), step(g))
-    eng.opt.initialise = lambda g: (seen.append(g.copy()), init(g))
-    return seen
 
 
 @pytest.mark.mpi(min_size=2)
