@@ -112,9 +112,12 @@ class Delay:
         self._t_begin = time.perf_counter()
 
     def finish(self, interrupted: Callable[[], bool] | None) -> bool:
-        """Per-trajectory model: sleep until ``per_trajectory_s`` after :meth:`begin` (the
-        real cost of the rollout is absorbed); return True if ``interrupted()`` cut it short,
-        in which case the gradient was still being "computed" and is abandoned."""
+        """Per-trajectory model: sleep until ``per_trajectory_s`` after :meth:`begin`.
+
+        The engines call it after the rollout *and* its gradient, so h_i is the time of one
+        stochastic gradient as in the paper and the real cost of both is absorbed.  Return
+        True if ``interrupted()`` cut it short, in which case the gradient was still being
+        "computed" and is abandoned."""
         if self.per_trajectory_s <= 0.0:
             return False
         return self._sleep_until(self._t_begin + self.per_trajectory_s, interrupted)

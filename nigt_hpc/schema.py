@@ -143,7 +143,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "comm_unit_s": F(0.0, "float", ge=0, le=3600),
         "per": F("step", "str", choices=("step", "trajectory"),
                  help="real ranks: h_i * compute_unit_s is slept per env step, or per "
-                 "trajectory (the paper's model; what simulate's default charges)"),
+                 "gradient (trajectory: rollout and gradient together take h_i, the paper's "
+                 "model; what simulate's default charges)"),
         "server_link": F("shared", "str", choices=("shared", "parallel"),
                          help="AFedPG: transfers queue on the server's one link, or each "
                               "worker pays kappa_i in parallel"),

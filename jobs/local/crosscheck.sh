@@ -1,9 +1,14 @@
 #!/bin/bash
 # Benchmark: the same model on real ranks (emulated delays) and on the virtual clock, round
 # lengths and gradients per worker side by side, and their ratio.
-#   bash jobs/local/crosscheck.sh [ALGO] [OUT_DIR] [PER]
-# PER = trajectory (default; the paper's model: worker i spends h_i per gradient) or step
-# (h_i per env step).  AFedPG runs 1 worker + the server on its 2 ranks.
+#   bash jobs/local/crosscheck.sh [ALGO] [OUT_DIR] [PER] [UNIT_S]
+# PER = trajectory (default; the paper's model: worker i spends h_i per gradient, rollout and
+# gradient included) or step (h_i per env step).  AFedPG runs 1 worker + the server on its 2
+# ranks.  UNIT_S: seconds per unit of h for PER = trajectory (default 0.05, so h = [1, 3]
+# is 50 and 150 ms per gradient).  A real round also pays a fixed cost the virtual clock
+# does not model (a sleeping rank notices the round's end within its 1-ms slice, the
+# boundary meeting naps, the Allreduce, the NIGT step): about 1-4 ms here, which is 3-11%
+# of a round at UNIT_S = 0.01 and under 2% at 0.05.  The script prints it per round.
 # mpiexec: the one next to `python`, else the first on PATH (printed; MPIEXEC=/path
 # overrides, MPIEXEC_ARGS adds options).
 set -euo pipefail
@@ -12,8 +17,9 @@ nigt_launcher
 ALGO=${1:-rennala_nigt}
 OUT=${2:-runs/crosscheck}
 PER=${3:-trajectory}
+UNIT_S=${4:-0.05}
 if [ "$PER" = trajectory ]; then
-  UNIT=(--set delays.compute_unit_s=0.01)  # 10 ms and 30 ms per gradient
+  UNIT=(--set delays.compute_unit_s="$UNIT_S")
 else
   UNIT=(--set delays.compute_unit_s=5e-4 --set mpi.poll_every_steps=4)
 fi
@@ -37,5 +43,6 @@ for d in sys.argv[1:]:
     med.append(np.median(t))
     print(f"{d}: median round {1e3 * np.median(t):.2f} ms (mean {1e3 * t.mean():.2f}), "
           f"gradients per worker per round {np.round(g, 2).tolist()}")
-print(f"real / virtual median round: {med[0] / med[1]:.3f}")
+print(f"real / virtual median round: {med[0] / med[1]:.3f} "
+      f"(real - virtual: {1e3 * (med[0] - med[1]):.2f} ms a round)")
 PY

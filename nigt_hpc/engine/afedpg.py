@@ -339,7 +339,7 @@ class AFedPGEngine:
             self.delay.begin()
             traj = self.sampler.rollout(theta_tilde, poll=stop_now, poll_every=self.poll_every,
                                         on_step=on_step)
-            if traj is None or self.delay.finish(stop_now):
+            if traj is None:
                 break
             g = self._msg[HDR : HDR + d]
             g[:] = 0.0
@@ -347,6 +347,8 @@ class AFedPGEngine:
             self.sampler.add_grad(theta_tilde, traj, 1.0, g)
             finite = bool(np.isfinite(g).all())
             self.timers.add("grad", time.perf_counter() - t0)
+            if self.delay.finish(stop_now):  # h_i covers the rollout and the gradient
+                break
             if self.comm_delay_s > 0.0:
                 self.delay.sleep(self.comm_delay_s, stop_now)
             t0 = time.perf_counter()

@@ -159,10 +159,13 @@ class MPIEngine:
             self.delay.begin()
             traj = self.sampler.rollout(theta, poll=lambda _: stop(),
                                         poll_every=self.poll_every, on_step=on_step)
+            # per-trajectory model: h_i covers the rollout and its gradient, so the sleep
+            # (Delay.finish) comes after both and absorbs their real cost
+            ok = traj is not None and self._grad(theta, traj)
             if traj is None or self.delay.finish(stop):  # a stop signal: round abandoned
                 self.local.discarded += 1
                 break
-            if self._grad(theta, traj):  # a non-finite one is rejected and counted
+            if ok:  # a non-finite one is rejected and counted
                 rule.on_finished(self.rank)
                 self._add(traj)
 
@@ -182,11 +185,12 @@ class MPIEngine:
                 if not self.reuse:
                     local.discarded += 1
                 break
+            ok = self._grad(theta, traj)  # inside h_i: the sleep below absorbs its cost
             if self.delay.finish(over):  # the round ended while this one was "computing"
                 local.discarded += 1
                 local.episode_done(traj.ret)
                 break
-            if not self._grad(theta, traj):
+            if not ok:
                 continue  # rejected before it is reported: exactly M finite ones enter
             accepted = self._accept(rnd, M)
             if accepted:
