@@ -7,8 +7,9 @@
 # ranks.  UNIT_S: seconds per unit of h for PER = trajectory (default 0.05, so h = [1, 3]
 # is 50 and 150 ms per gradient).  A real round also pays a fixed cost the virtual clock
 # does not model (a sleeping rank notices the round's end within its 1-ms slice, the
-# boundary meeting naps, the Allreduce, the NIGT step): about 1-4 ms here, which is 3-11%
-# of a round at UNIT_S = 0.01 and under 2% at 0.05.  The script prints it per round.
+# boundary meeting naps, the Allreduce, the NIGT step): 1.4-15 ms a round measured here,
+# 4-15% of a round at UNIT_S = 0.01 and 1-5% at 0.05 (jobs/local/RESULTS.md).  The script
+# prints it per round.
 # mpiexec: the one next to `python`, else the first on PATH (printed; MPIEXEC=/path
 # overrides, MPIEXEC_ARGS adds options).
 set -euo pipefail
