@@ -31,14 +31,16 @@ import numpy as np
 
 WINDOW = 20  # episodes, as run.target_window
 
-def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray]:
+def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(virtual time, curve, env steps) at each record of one run."""
     rows = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
     t = np.array([r["time_s"] for r in rows])
+    steps = np.array([r["env_steps"] for r in rows], dtype=float)
     if not hetero:  # counted once the window is full: early windows of 1-2 episodes are noise
         seen = np.cumsum([r["episodes"] for r in rows])
         y = np.array([np.nan if r.get("return_window") is None or k < WINDOW
                       else r["return_window"] for r, k in zip(rows, seen)])
-        return t, y
+        return t, y, steps
     # each worker's mean over its last WINDOW episodes (a round's mean weighted by the
     # worker's gradients in it), then the mean over workers: the heterogeneous objective
     # with the same 20-episode smoothing as the homogeneous window
@@ -55,10 +57,11 @@ def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray]:
         means = [sum(v * w for v, w in h) / sum(w for _, w in h) if h else np.nan
                  for h in hist]
         y.append(np.mean(means) if full else np.nan)
-    return t, np.array(y)
+    return t, np.array(y), steps
 
 
 def time_to(t: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The first value of ``t`` (a time or an env-step count) where ``y`` reaches target."""
     hit = np.nonzero(y >= target)[0]
     return float(t[hit[0]]) if len(hit) else float("inf")
 
@@ -76,8 +79,8 @@ def main() -> None:
             method = os.path.basename(d).rsplit("-s", 1)[0]
             runs.setdefault(method, []).append(curve(d, hetero))
     if args.target == "auto":
-        first = [y[~np.isnan(y)][0] for rs in runs.values() for _, y in rs]
-        finals = [statistics.median(y[~np.isnan(y)][-1] for _, y in rs)
+        first = [y[~np.isnan(y)][0] for rs in runs.values() for _, y, _ in rs]
+        finals = [statistics.median(y[~np.isnan(y)][-1] for _, y, _ in rs)
                   for rs in runs.values()]
         start = statistics.median(first)
         args.target = start + 0.75 * (min(finals) - start)
@@ -91,14 +94,17 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    t_max = max(float(t[-1]) for rs in runs.values() for t, _ in rs)
+    t_max = max(float(t[-1]) for rs in runs.values() for t, _, _ in rs)
     grid = np.linspace(0, t_max, 300)
-    lines = ["| method | seeds | reached | median virtual s to target | per seed |",
-             "|---|---|---|---|---|"]
+    # time to target = env steps to target x virtual s per env step: the two last columns
+    # say whether a method is first by sample efficiency or by time per sample
+    lines = ["| method | seeds | reached | median virtual s to target | per seed "
+             "| median env steps to target | virtual s per 1k env steps |",
+             "|---|---|---|---|---|---|---|"]
     ttt = {}
     for k, (m, rs) in enumerate(sorted(runs.items())):
         ys = np.full((len(rs), len(grid)), np.nan)
-        for j, (t, y) in enumerate(rs):
+        for j, (t, y, _) in enumerate(rs):
             idx = np.searchsorted(t, grid, side="right") - 1
             ok = (idx >= 0) & (grid <= t[-1])
             ys[j, ok] = y[idx[ok]]
@@ -108,12 +114,17 @@ def main() -> None:
         hi = np.where(enough, np.nanpercentile(np.where(enough, ys, 0.0), 80, axis=0), np.nan)
         ax.plot(grid, med, color=f"C{k}", label=m)
         ax.fill_between(grid, lo, hi, color=f"C{k}", alpha=0.2)
-        times = [time_to(t, y, args.target) for t, y in rs]
+        times = [time_to(t, y, args.target) for t, y, _ in rs]
+        steps = [time_to(st, y, args.target) for _, y, st in rs]
         reached = [x for x in times if np.isfinite(x)]
-        med_t = statistics.median(times) if len(reached) * 2 > len(times) else float("inf")
+        half = len(reached) * 2 > len(times)
+        med_t = statistics.median(times) if half else float("inf")
+        med_s = statistics.median(steps) if half else float("inf")
+        rate = statistics.median(1000.0 * t[-1] / st[-1] for t, _, st in rs)
         ttt[m] = med_t
         lines.append(f"| {m} | {len(rs)} | {len(reached)}/{len(rs)} | "
-                     f"{med_t:.4g} | " + ", ".join(f"{x:.4g}" for x in times) + " |")
+                     f"{med_t:.4g} | " + ", ".join(f"{x:.4g}" for x in times)
+                     + f" | {med_s:.4g} | {rate:.4g} |")
     ax.axhline(args.target, color="gray", ls=":", lw=1)
     ax.set_xlabel("virtual time (s)")
     ax.set_ylabel("return" + (" (mean over workers)" if hetero else " (window mean)"))
