@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--target", default="auto")
     ap.add_argument("--title", default=None)
+    ap.add_argument("--logx", action="store_true",
+                    help="log time axis (when one method's run spans 10x the others')")
     args = ap.parse_args()
     hetero = "hetero" in os.path.basename(os.path.normpath(args.out))
     runs: dict[str, list] = {}
@@ -95,7 +97,11 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     t_max = max(float(t[-1]) for rs in runs.values() for t, _, _ in rs)
-    grid = np.linspace(0, t_max, 300)
+    if args.logx:
+        t_min = min(float(t[0]) for rs in runs.values() for t, _, _ in rs if t[0] > 0)
+        grid = np.geomspace(t_min, t_max, 400)
+    else:
+        grid = np.linspace(0, t_max, 300)
     # time to target = env steps to target x virtual s per env step: the two last columns
     # say whether a method is first by sample efficiency or by time per sample
     lines = ["| method | seeds | reached | median virtual s to target | per seed "
@@ -126,7 +132,9 @@ def main() -> None:
                      f"{med_t:.4g} | " + ", ".join(f"{x:.4g}" for x in times)
                      + f" | {med_s:.4g} | {rate:.4g} |")
     ax.axhline(args.target, color="gray", ls=":", lw=1)
-    ax.set_xlabel("virtual time (s)")
+    if args.logx:
+        ax.set_xscale("log")
+    ax.set_xlabel("virtual time (s)" + (", log scale" if args.logx else ""))
     ax.set_ylabel("return" + (" (mean over workers)" if hetero else " (window mean)"))
     ax.set_title(args.title or os.path.basename(os.path.normpath(args.out)))
     ax.legend()
