@@ -1,0 +1,64 @@
+"""jobs/paper/plot.py: the time-to-target table that jobs/paper/RESULTS.md quotes.
+
+Hand-made run folders with known curves pin the target rule (75% of the way from the median
+initial window to the lowest final median), the first crossing in virtual time and in env
+steps, the virtual seconds per 1k env steps, and the ratio against Rennala NIGT."""
+
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLOT = os.path.join(HERE, "..", "jobs", "paper", "plot.py")
+
+
+def fake_run(path, rows):
+    """metrics.jsonl as `nigt-hpc simulate` writes it, reduced to what plot.py reads: one
+    record per round, 20 episodes each, so the 20-episode window is full from the first."""
+    os.makedirs(path)
+    with open(path + "/metrics.jsonl", "w") as f:
+        for t, steps, ret in rows:
+            f.write(json.dumps({"time_s": t, "env_steps": steps, "episodes": 20,
+                                "return_window": ret}) + "\n")
+
+
+def test_table_times_steps_and_rate(tmp_path):
+    out = tmp_path / "2_reacher"
+    # Rennala: -30 -> -10, crossing -15 at t = 300 (3000 steps); 1k steps cost 100 s
+    for s in (0, 1):
+        fake_run(str(out / f"rennala_nigt-s{s}"),
+                 [(100.0, 1000, -30.0), (200.0, 2000, -20.0), (300.0, 3000, -14.0),
+                  (400.0, 4000, -10.0)])
+    # AFedPG: same returns per env step, 1k steps cost 1000 s: 10x later in virtual time
+    for s in (0, 1):
+        fake_run(str(out / f"afedpg-s{s}"),
+                 [(1000.0, 1000, -30.0), (2000.0, 2000, -20.0), (3000.0, 3000, -14.0),
+                  (4000.0, 4000, -10.0)])
+    p = subprocess.run([sys.executable, PLOT, str(out), "--logx"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    # initial -30, lowest final median -10: target -30 + 0.75 * 20 = -15
+    assert "target (auto): -15 " in p.stdout
+    table = (out / "table.md").read_text()
+    assert "| rennala_nigt | 2 | 2/2 | 300 | 300, 300 | 3000 | 100 |" in table
+    assert "| afedpg | 2 | 2/2 | 3000 | 3000, 3000 | 3000 | 1000 |" in table
+    assert "afedpg / rennala_nigt time to -15: 10.00x" in table
+    assert (out / "figure.png").stat().st_size > 0
+
+
+def test_a_method_that_misses_on_most_seeds_has_no_time(tmp_path):
+    out = tmp_path / "2_reacher"
+    for s in (0, 1, 2):
+        fake_run(str(out / f"rennala_nigt-s{s}"),
+                 [(10.0, 100, -30.0), (20.0, 200, -10.0)])
+    # two of three seeds never reach the target: the median is "not reached"
+    fake_run(str(out / "sync_nigt-s0"), [(10.0, 100, -30.0), (20.0, 200, -10.0)])
+    for s in (1, 2):
+        fake_run(str(out / f"sync_nigt-s{s}"), [(10.0, 100, -30.0), (20.0, 200, -29.0)])
+    p = subprocess.run([sys.executable, PLOT, str(out), "--target", "-12"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    table = (out / "table.md").read_text()
+    assert "| sync_nigt | 3 | 1/3 | inf | 20, inf, inf | inf |" in table
+    assert "sync_nigt / rennala_nigt time to -12: not reached" in table
