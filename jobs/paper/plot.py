@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figure and time-to-target table of one scenario's runs (from jobs/paper/run.py).
 
-    python jobs/paper/plot.py runs/paper/2_reacher [--target auto|VALUE] [--title ...]
+    python jobs/paper/plot.py runs/paper/2_reacher [--target auto|VALUE] [--title ...] [--logx]
 
 Return against virtual time: the median over seeds with a 20-80% band, one line per
 method, like the paper's figures.  Homogeneous scenarios plot the window mean (last 20
@@ -11,7 +11,9 @@ worker's mean over its last 20 episodes, counted once every worker has 20.
 
 Time to target: the first virtual time at which a run's curve reaches the target; a
 method's figure is the median over seeds (none if it misses on more than half of them).
-Writes figure.png and table.md.
+The table also gives each method's median env steps to target (sample efficiency) and its
+virtual seconds per 1k env steps (the time model's price of a sample), whose product is
+roughly the time to target.  Writes figure.png and table.md.
 
 ``--target auto`` (the default) fixes the target by one rule for every scenario, blind to
 which method is which: 75% of the way from the median initial return (first recorded
