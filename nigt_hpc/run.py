@@ -19,8 +19,9 @@ from .rollout import make_sampler
 from .timers import Timers
 from .warmup import compile_notice, compiled_notice
 
+# and what logs.clear removes (metrics.csv, tb/)
 RUN_FILES = ("config.toml", "metrics.jsonl", "profile.json", "checkpoint.npz", "trace.json",
-             "theta.npy", "policy.npz")  # and what logs.clear removes (metrics.csv, tb/)
+             "theta.npy", "policy.npz", "best.npz")
 DEFAULT_RUNS = "runs"
 
 
@@ -270,7 +271,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             engine.restore(*ckpt)
         evaluator = None
         if rank == 0 and trained.Evaluator.wanted(cfg):
-            evaluator = trained.Evaluator(spec, cfg, n_workers(cfg, size))
+            evaluator = trained.Evaluator(spec, cfg, n_workers(cfg, size), run_dir, resume)
             engine.evaluate = evaluator.periodic
         if output is not None:
             # which control plane ran (Rennala: rma or p2p, by mpi.control or its probe); the
@@ -292,7 +293,7 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
             rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                                 lambda fh: np.save(fh, summary["theta"]))
             deliver(run_dir, engine.opt, spec, cfg, summary, n_workers(cfg, size), quiet,
-                    engine.norm)
+                    engine.norm, evaluator)
             if cfg["run"]["trace"]:
                 write_json(os.path.join(run_dir, "trace.json"), metrics.trace_document(traces))
             if not quiet:
@@ -349,11 +350,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     engine.book.std_fn = logs.policy_std_fn(spec, samplers[0].last_inputs)
     evaluator = None
     if trained.Evaluator.wanted(cfg):
-        evaluator = trained.Evaluator(spec, cfg, n)
+        evaluator = trained.Evaluator(spec, cfg, n, run_dir)
         engine.evaluate = evaluator.periodic
     summary = engine.run()
-    if evaluator is not None:
-        evaluator.close()
     output.close()
     write_json(os.path.join(run_dir, "profile.json"),
                {"ranks": [{"rank": 0, **timers.as_dict(), "max_rss_mb": metrics.max_rss_mb()}],
@@ -361,7 +360,9 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
                 "virtual_s": summary["virtual_s"]})
     rundir.write_atomic(os.path.join(run_dir, "theta.npy"),
                         lambda fh: np.save(fh, summary["theta"]))
-    deliver(run_dir, engine.opt, spec, cfg, summary, n, quiet, engine.norm)
+    deliver(run_dir, engine.opt, spec, cfg, summary, n, quiet, engine.norm, evaluator)
+    if evaluator is not None:
+        evaluator.close()
     lock.release()
     if not quiet:
         print(f"done: {summary['stop_reason']} after {summary['rounds']} rounds, "
@@ -377,19 +378,26 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
 
 
 def deliver(run_dir: str, opt, spec, cfg: dict, summary: dict, workers: int,
-            quiet: bool, norm=None) -> None:
+            quiet: bool, norm=None, evaluator=None) -> None:
     """Write policy.npz: the better of theta and theta_tilde by evaluation (trained.choose),
-    with the run's observation statistics (``norm``) when ``policy.obs_norm`` is on."""
+    or with ``run.deliver = "best"`` the best of those and the best periodically evaluated
+    point (``evaluator.best``), with the observation statistics that point acts with."""
     if summary.get("signalled"):  # a stop signal wants the job gone: no evaluation now
-        theta, choice = np.array(opt.theta), {"point": "theta", "evaluated": False}
+        theta, state = np.array(opt.theta), None if norm is None else norm.state()
+        choice = {"point": "theta", "evaluated": False}
     else:
-        theta, choice = trained.choose(opt, spec, cfg, workers, norm)
+        theta, state, choice = trained.choose(opt, spec, cfg, workers, norm, evaluator)
     meta = {"rounds": summary["rounds"], "env_steps": summary["env_steps"],
             "return_window": summary["return_window"], "workers": workers,
             "versions": versions(), **choice}
-    trained.save(run_dir, theta, spec, cfg, meta, norm)
+    trained.save(run_dir, theta, spec, cfg, meta, state)
     if not quiet and choice["evaluated"]:
         others = ", ".join(f"{k} {v:.1f}" for k, v in choice["eval_returns"].items())
-        print(f"      delivered policy: {choice['point']} (deterministic evaluation, "
+        what = choice["point"]
+        if "best" in choice:
+            b = choice["best"]
+            what += (f"; the best periodic evaluation was {b['eval_return']:.1f} at round "
+                     f"{b['round']}, scored again on fresh episodes")
+        print(f"      delivered policy: {what} (deterministic evaluation, "
               f"{choice['eval_episodes']} episodes: {others}) -> {run_dir}/policy.npz",
               flush=True)

@@ -67,6 +67,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "eval_episodes": F(10, "int", ge=0, le=10**6,
                            help="deterministic episodes that choose the delivered policy "
                            "(theta or theta_tilde); 0 = deliver theta unevaluated"),
+        "deliver": F("final", "str", choices=("final", "best"),
+                     help="policy.npz: final = the better of the last theta and theta_tilde; "
+                     "best = also the best periodically evaluated point (best.npz), all "
+                     "scored again on fresh episodes"),
         "eval_every_rounds": F(0, "int", ge=0, le=EXACT,
                                help="every this many rounds, rank 0 runs run.eval_episodes "
                                "deterministic episodes (metrics field eval_return); 0 = off"),

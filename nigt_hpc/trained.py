@@ -21,6 +21,7 @@ from . import obsnorm
 from .config import ConfigError
 
 FILE = "policy.npz"
+BEST_FILE = "best.npz"  # run.deliver = "best": the best periodically evaluated point so far
 FORMAT = 1
 SIGMA_MIN = 1e-6  # as the kernels' Gaussian heads (kernels.SIGMA_MIN)
 HEAD_NAMES = {0: "softmax", 1: "gaussian_softplus", 2: "gaussian_logstd"}
@@ -32,7 +33,9 @@ EVAL_SEED = 10**9  # evaluation episodes use env seeds far from any training epi
 def describe(spec, cfg: dict, meta: dict, norm=None) -> dict:
     """Return the JSON document of a policy file (everything but ``theta``); ``norm``: the
     run's ObsNorm (``policy.obs_norm``), whose statistics the policy applies to its input."""
-    return {"format": FORMAT, "obs_norm": None if norm is None else norm.state(),
+    if norm is not None and not isinstance(norm, dict):
+        norm = norm.state()  # an ObsNorm; a dict is a state() kept earlier (the best point)
+    return {"format": FORMAT, "obs_norm": norm,
             "sizes": [int(x) for x in spec.sizes],
             "head": HEAD_NAMES[int(spec.head)], "squash": bool(spec.squash),
             "act_dim": int(spec.act_dim), "a_center": np.asarray(spec.a_center).tolist(),
@@ -42,12 +45,13 @@ def describe(spec, cfg: dict, meta: dict, norm=None) -> dict:
             "algo": cfg["algo"]["name"], **meta}
 
 
-def save(run_dir: str, theta: np.ndarray, spec, cfg: dict, meta: dict, norm=None) -> str:
-    """Write ``run_dir/policy.npz`` atomically (no symlink followed); return its path."""
+def save(run_dir: str, theta: np.ndarray, spec, cfg: dict, meta: dict, norm=None,
+         name: str = FILE) -> str:
+    """Write ``run_dir/NAME`` (policy.npz) atomically (no symlink followed); return its path."""
     from . import rundir
 
     doc = describe(spec, cfg, meta, norm)
-    path = os.path.join(run_dir, FILE)
+    path = os.path.join(run_dir, name)
 
     def write(fh) -> None:
         np.savez(fh, theta=np.asarray(theta, dtype=np.float64), policy_json=np.array(
@@ -238,8 +242,9 @@ def evaluate(policy: Policy, episodes: int = 10, deterministic: bool = True, see
             "mean_length": float(np.mean(lengths)) if lengths else math.nan}
 
 
-def choose(opt, spec, cfg: dict, workers: int, norm=None) -> tuple[np.ndarray, dict]:
-    """Return (the point to deliver, what its choice measured).
+def choose(opt, spec, cfg: dict, workers: int, norm=None,
+           evaluator: Evaluator | None = None) -> tuple[np.ndarray, dict | None, dict]:
+    """Return (the point to deliver, its observation statistics, what its choice measured).
 
     Training returns are measured at the sampling point ``theta_tilde``, extrapolated
     ``(1-eta)/eta`` steps past ``theta``; the outer step's ``theta`` is a different policy,
@@ -248,13 +253,57 @@ def choose(opt, spec, cfg: dict, workers: int, norm=None) -> tuple[np.ndarray, d
     on every worker's env when the workers' envs differ), and the better mean is delivered;
     a tie keeps ``theta``.  Plain PG has one point.  ``run.eval_episodes = 0`` delivers
     ``theta`` unevaluated.  ``norm``: the run's ObsNorm, delivered with the policy.
+
+    ``run.deliver = "best"`` adds a third candidate, the point that scored best in the
+    periodic evaluations (``evaluator.best``, with the observation statistics it had then).
+    That score was the maximum of many noisy ones, so all candidates are scored again on
+    ``run.eval_episodes`` episodes none of the periodic evaluations used
+    (``Evaluator.delivery_seed``), and that fresh score is the one reported.
     """
     points = candidate_points(opt)
+    state = None if norm is None else norm.state()
     if cfg["run"]["eval_episodes"] == 0:
-        return points["theta"], {"point": "theta", "evaluated": False}
-    res = Evaluator(spec, cfg, workers)(points, norm)
-    best = res["eval_point"]
-    return points[best], {"point": best, "evaluated": True, **res}
+        return points["theta"], state, {"point": "theta", "evaluated": False}
+    own = evaluator is None
+    ev = Evaluator(spec, cfg, workers) if own else evaluator
+    try:
+        best = ev.best if cfg["run"]["deliver"] == "best" else None
+        if best is None:
+            res = ev(points, norm)
+            return points[res["eval_point"]], state, {"point": res["eval_point"],
+                                                      "evaluated": True, **res}
+        docs = {k: describe(spec, cfg, {}, state) for k in points}
+        points["best"], docs["best"] = best["theta"], best["doc"]
+        res = ev(points, docs=docs, seed=ev.delivery_seed)
+        pick = res["eval_point"]
+        about = {k: best[k] for k in ("round", "time_s", "eval_return", "eval_point")}
+        return points[pick], docs[pick]["obs_norm"], {"point": pick, "evaluated": True,
+                                                      "best": about, **res}
+    finally:
+        if own:
+            ev.close()
+
+
+def write_best(run_dir: str, best: dict, spec, cfg: dict) -> str:
+    """Write ``RUN_DIR/best.npz``: a policy file (``load`` reads it) of the best point."""
+    meta = {"point": "best", "best": {k: best[k] for k in ("round", "time_s", "eval_return",
+                                                           "eval_point")}}
+    return save(run_dir, best["theta"], spec, cfg, meta, best["doc"]["obs_norm"], BEST_FILE)
+
+
+def read_best(run_dir: str) -> dict | None:
+    """Return the best point ``write_best`` left in ``run_dir``, or None (none, or unreadable:
+    the periodic evaluations then start over)."""
+    path = os.path.join(run_dir, BEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        pol = load(path)
+        about = pol.doc["best"]
+    except (ConfigError, KeyError):
+        return None
+    doc = {k: v for k, v in pol.doc.items() if k != "best"}
+    return {"theta": pol.theta, "doc": doc, **about}
 
 
 def candidate_points(opt) -> dict[str, np.ndarray]:
@@ -273,32 +322,51 @@ class Evaluator:
 
     The same seeds every call (``EVAL_SEED + 10000 * run.seed``), so an evaluation curve
     compares policies, not episodes; the environments are made once and kept.
+
+    With ``run.deliver = "best"`` it keeps the point of the best periodic evaluation so far
+    (``best``: theta, the policy document with the observation statistics of that moment,
+    round, clock, score) and, given ``run_dir``, writes it to ``RUN_DIR/best.npz`` each
+    time it improves (atomically), so a killed run keeps it; ``resume`` reads it back.
     """
 
-    def __init__(self, spec, cfg: dict, workers: int):
+    def __init__(self, spec, cfg: dict, workers: int, run_dir: str | None = None,
+                 resume: bool = False):
         self.spec, self.cfg = spec, cfg
         self.episodes = cfg["run"]["eval_episodes"]
         self.envs_of = list(range(workers)) if cfg["env"]["heterogeneity"] != "none" else [0]
         self.seed = EVAL_SEED + 10_000 * cfg["run"]["seed"]
+        # the final choice under run.deliver = "best": the episodes right after the periodic
+        # ones, which no periodic evaluation (hence no choice of the best point) has seen
+        self.delivery_seed = self.seed + self.episodes
         self.envs: dict = {}
         self._next_s = 0.0  # run.eval_every_s: the clock reading the next one waits for
+        self.keep_best = cfg["run"]["deliver"] == "best"
+        self.run_dir = run_dir
+        self.best: dict | None = None
+        if self.keep_best and resume and run_dir is not None:
+            self.best = read_best(run_dir)
 
-    def __call__(self, points: dict, norm=None) -> dict:
-        """Return ``eval_return`` (the best point's mean), ``eval_point`` and every mean."""
-        doc = describe(self.spec, self.cfg, {}, norm)
+    def __call__(self, points: dict, norm=None, docs: dict | None = None,
+                 seed: int | None = None) -> dict:
+        """Return ``eval_return`` (the best point's mean), ``eval_point`` and every mean.
+
+        Every point acts with ``norm``'s statistics, or with its own policy document from
+        ``docs``; ``seed``: the first episode's env seed (default ``self.seed``)."""
+        seed = self.seed if seed is None else seed
+        doc = describe(self.spec, self.cfg, {}, norm) if docs is None else None
         scores = {}
         for name, theta in points.items():
-            pol = Policy(theta, doc)
+            pol = Policy(theta, doc if docs is None else docs[name])
             means = []
             for w in self.envs_of:
                 if w not in self.envs:
                     self.envs[w] = make_eval_env(pol, w)
-                means.append(evaluate(pol, self.episodes, True, self.seed, w,
+                means.append(evaluate(pol, self.episodes, True, seed, w,
                                       env=self.envs[w])["mean_return"])
             scores[name] = float(np.mean(means))
         best = max(scores, key=lambda k: (scores[k], k == "theta"))
         return {"eval_return": scores[best], "eval_point": best,
-                "eval_episodes": self.episodes, "eval_seed": self.seed,
+                "eval_episodes": self.episodes, "eval_seed": seed,
                 "eval_workers": self.envs_of, "eval_returns": scores}
 
     @staticmethod
@@ -319,7 +387,15 @@ class Evaluator:
             return {"eval_return": None, "eval_point": None}
         if s:
             self._next_s = time_s + s
-        res = self(candidate_points(opt), norm)
+        points = candidate_points(opt)
+        res = self(points, norm)
+        if self.keep_best and (self.best is None or res["eval_return"] > self.best["eval_return"]):
+            self.best = {"theta": points[res["eval_point"]].copy(),
+                         "doc": describe(self.spec, self.cfg, {}, norm), "round": int(rnd),
+                         "time_s": float(time_s), "eval_return": res["eval_return"],
+                         "eval_point": res["eval_point"]}
+            if self.run_dir is not None:
+                write_best(self.run_dir, self.best, self.spec, self.cfg)
         return {"eval_return": res["eval_return"], "eval_point": res["eval_point"]}
 
     def close(self) -> None:
