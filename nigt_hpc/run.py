@@ -241,6 +241,8 @@ def train(cfg: dict, comm, out: str | None = None, force: bool = False,
                 else:
                     prepare_run_dir(run_dir, force)
                 rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
+                if evaluator is not None:
+                    evaluator.begin_writing()
 
             output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin,
                                cfg=cfg, resume_round=ckpt[1]["round"] if resume else None)
@@ -339,6 +341,8 @@ def simulate(cfg: dict, out: str | None = None, force: bool = False,
     def begin() -> None:  # at the first round: a run failing before it leaves no files
         prepare_run_dir(run_dir, force)
         rundir.write_text(os.path.join(run_dir, "config.toml"), config.dumps(cfg, meta))
+        if evaluator is not None:
+            evaluator.begin_writing()
 
     output = RunOutput(run_dir, quiet, cfg["run"]["progress_every_s"], before_open=begin,
                        cfg=cfg)

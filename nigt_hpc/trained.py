@@ -343,6 +343,9 @@ class Evaluator:
         self.keep_best = cfg["run"]["deliver"] == "best"
         self.run_dir = run_dir
         self.best: dict | None = None
+        # best.npz waits for the run directory's first files (run.py: begin), so a run that
+        # fails before its first round ends leaves nothing, and --force cannot remove it
+        self._writable, self._unsaved = False, False
         if self.keep_best and resume and run_dir is not None:
             self.best = read_best(run_dir)
 
@@ -394,9 +397,20 @@ class Evaluator:
                          "doc": describe(self.spec, self.cfg, {}, norm), "round": int(rnd),
                          "time_s": float(time_s), "eval_return": res["eval_return"],
                          "eval_point": res["eval_point"]}
-            if self.run_dir is not None:
-                write_best(self.run_dir, self.best, self.spec, self.cfg)
+            self._unsaved = True
+            self._save()
         return {"eval_return": res["eval_return"], "eval_point": res["eval_point"]}
+
+    def begin_writing(self) -> None:
+        """The run directory is prepared (run.py calls it after config.toml is written):
+        write best.npz from now on, the one found before included."""
+        self._writable = True
+        self._save()
+
+    def _save(self) -> None:
+        if self._unsaved and self._writable and self.run_dir is not None:
+            write_best(self.run_dir, self.best, self.spec, self.cfg)
+            self._unsaved = False
 
     def close(self) -> None:
         """Close the environments."""

@@ -153,6 +153,10 @@ def test_deliver_best_returns_an_earlier_better_point_with_its_statistics(tmp_pa
     good = _good_cartpole_theta()
     ev.periodic(SimpleNamespace(theta=good, theta_prev=good, eta=0.1), norm, 5, 1.0, False)
     assert ev.best["eval_return"] == 500.0 and ev.best["round"] == 5
+    # nothing is written before the run directory is prepared (run.py's begin), then at once
+    assert not (tmp_path / trained.BEST_FILE).exists()
+    ev.begin_writing()
+    assert nigt_hpc.load(str(tmp_path / trained.BEST_FILE)).doc["best"]["round"] == 5
     norm.restore({"count": 200.0, "mean": [0.0, 0.0, 1.0, 0.0], "var": [4.0] * 4, "clip": 3.0})
     bad = SimpleNamespace(theta=np.zeros(10), theta_prev=np.zeros(10), eta=0.1)
     ev.periodic(bad, norm, 10, 2.0, True)
