@@ -283,9 +283,9 @@ def check_consistency(cfg: dict) -> None:
                           "env.heterogeneity = 'per_worker'")
     if cfg["policy"]["kind"] == "mlp" and not cfg["policy"]["hidden"]:
         raise ConfigError("policy.hidden must list at least one layer size for kind = 'mlp'")
-    r = cfg["run"]
-    if r["deliver"] == "best" and not ((r["eval_every_rounds"] or r["eval_every_s"])
-                                       and r["eval_episodes"] > 0):
+    from .trained import Evaluator  # here: trained imports this module
+
+    if cfg["run"]["deliver"] == "best" and not Evaluator.wanted(cfg):
         raise ConfigError("run.deliver = 'best' needs periodic evaluation: set "
                           "run.eval_every_rounds or run.eval_every_s, and run.eval_episodes > 0")
 

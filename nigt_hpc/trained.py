@@ -22,6 +22,7 @@ from .config import ConfigError
 
 FILE = "policy.npz"
 BEST_FILE = "best.npz"  # run.deliver = "best": the best periodically evaluated point so far
+BEST_KEYS = ("round", "time_s", "eval_return", "eval_point")  # the ``best`` record of a file
 FORMAT = 1
 SIGMA_MIN = 1e-6  # as the kernels' Gaussian heads (kernels.SIGMA_MIN)
 HEAD_NAMES = {0: "softmax", 1: "gaussian_softplus", 2: "gaussian_logstd"}
@@ -276,7 +277,7 @@ def choose(opt, spec, cfg: dict, workers: int, norm=None,
         points["best"], docs["best"] = best["theta"], best["doc"]
         res = ev(points, docs=docs, seed=ev.delivery_seed)
         pick = res["eval_point"]
-        about = {k: best[k] for k in ("round", "time_s", "eval_return", "eval_point")}
+        about = {k: best[k] for k in BEST_KEYS}
         return points[pick], docs[pick]["obs_norm"], {"point": pick, "evaluated": True,
                                                       "best": about, **res}
     finally:
@@ -286,8 +287,7 @@ def choose(opt, spec, cfg: dict, workers: int, norm=None,
 
 def write_best(run_dir: str, best: dict, spec, cfg: dict) -> str:
     """Write ``RUN_DIR/best.npz``: a policy file (``load`` reads it) of the best point."""
-    meta = {"point": "best", "best": {k: best[k] for k in ("round", "time_s", "eval_return",
-                                                           "eval_point")}}
+    meta = {"point": "best", "best": {k: best[k] for k in BEST_KEYS}}
     return save(run_dir, best["theta"], spec, cfg, meta, best["doc"]["obs_norm"], BEST_FILE)
 
 
