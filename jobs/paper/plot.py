@@ -96,6 +96,7 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     t_max = max(float(t[-1]) for rs in runs.values() for t, _, _ in rs)
@@ -136,6 +137,13 @@ def main() -> None:
     ax.axhline(args.target, color="gray", ls=":", lw=1)
     if args.logx:
         ax.set_xscale("log")
+        # matplotlib labels minor ticks when the axis spans under about a decade, and
+        # those labels overlap: label 1, 2 and 5 of each decade as plain numbers instead
+        lo, hi = ax.get_xlim()
+        if hi / lo < 100:
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("virtual time (s)" + (", log scale" if args.logx else ""))
     ax.set_ylabel("return" + (" (mean over workers)" if hetero else " (window mean)"))
     ax.set_title(args.title or os.path.basename(os.path.normpath(args.out)))
