@@ -62,3 +62,33 @@ def test_a_method_that_misses_on_most_seeds_has_no_time(tmp_path):
     table = (out / "table.md").read_text()
     assert "| sync_nigt | 3 | 1/3 | inf | 20, inf, inf | inf |" in table
     assert "sync_nigt / rennala_nigt time to -12: not reached" in table
+
+
+def fake_hetero_run(path, rows):
+    """A heterogeneous run's metrics.jsonl, reduced to what plot.py reads per worker."""
+    os.makedirs(path)
+    with open(path + "/metrics.jsonl", "w") as f:
+        for t, steps, per_worker, grads in rows:
+            f.write(json.dumps({"time_s": t, "env_steps": steps, "return_per_worker": per_worker,
+                                "grads_per_worker": grads}) + "\n")
+
+
+def test_hetero_tables_give_each_workers_own_return(tmp_path):
+    out = tmp_path / "4_humanoid_hetero"
+    # Malenia: worker 1 sends 5 then 15 gradients, so its 20-episode window fills only in
+    # round 2, where it is the gradient-weighted mean (50*5 + 60*15)/20 = 57.5 (unweighted:
+    # 55); worker 0's window is round 2's 20 alone (200).  Objective (200 + 57.5)/2 = 128.75.
+    fake_hetero_run(str(out / "malenia_nigt-s0"),
+                    [(10.0, 100, [100.0, 50.0], [20, 5]), (20.0, 200, [200.0, 60.0], [20, 15])])
+    # AFedPG: both windows full from round 1; final (300 + 40)/2 = 170
+    fake_hetero_run(str(out / "afedpg-s0"),
+                    [(10.0, 100, [100.0, 50.0], [20, 20]), (20.0, 200, [300.0, 40.0], [20, 20])])
+    p = subprocess.run([sys.executable, PLOT, str(out), "--target", "120"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    table = (out / "table.md").read_text()
+    assert "| malenia_nigt | 1 | 1/1 | 20 | 20 | 200 |" in table
+    assert "| malenia_nigt | 128.8 [128.8, 128.8] | 128.8 |" in table
+    assert "| afedpg | 170 [170, 170] | 170 |" in table
+    assert "| malenia_nigt | 200 (200) | 57.5 (57.5) | 40:20 |" in table
+    assert "| afedpg | 300 (300) | 40 (40) | 40:40 |" in table

@@ -13,7 +13,10 @@ Time to target: the first virtual time at which a run's curve reaches the target
 method's figure is the median over seeds (none if it misses on more than half of them).
 The table also gives each method's median env steps to target (sample efficiency) and its
 virtual seconds per 1k env steps (the time model's price of a sample), whose product is
-roughly the time to target.  Writes figure.png and table.md.
+roughly the time to target.  Below it, each method's final return (the last point of
+each run's curve: median, range, per seed) and, for a heterogeneous scenario, each
+worker's own final return (its last-20-episode mean) and gradient count per seed, which
+the objective alone hides.  Writes figure.png and table.md.
 
 ``--target auto`` (the default) fixes the target by one rule for every scenario, blind to
 which method is which: 75% of the way from the median initial return (first recorded
@@ -43,23 +46,39 @@ def curve(run_dir: str, hetero: bool) -> tuple[np.ndarray, np.ndarray, np.ndarra
         y = np.array([np.nan if r.get("return_window") is None or k < WINDOW
                       else r["return_window"] for r, k in zip(rows, seen)])
         return t, y, steps
-    # each worker's mean over its last WINDOW episodes (a round's mean weighted by the
-    # worker's gradients in it), then the mean over workers: the heterogeneous objective
-    # with the same 20-episode smoothing as the homogeneous window
+    ys = [np.mean(m) if all(v is not None for v in m) else np.nan
+          for m, _ in worker_windows(rows)]
+    return t, np.array(ys), steps
+
+
+def worker_windows(rows: list[dict]):
+    """After each record: (each worker's mean over its last WINDOW episodes, None while it
+    has fewer; each worker's gradients so far).  A round's per-worker mean is weighted by
+    the worker's gradients in it.  The mean over workers is the heterogeneous objective,
+    with the same 20-episode smoothing as the homogeneous window."""
     n = len(rows[0]["return_per_worker"])
     hist: list[list[tuple[float, float]]] = [[] for _ in range(n)]
-    y = []
+    grads = [0] * n
     for r in rows:
         for i, v in enumerate(r["return_per_worker"]):
+            grads[i] += r["grads_per_worker"][i]
             if v is not None:
                 hist[i].append((v, float(max(1, r["grads_per_worker"][i]))))
                 while sum(w for _, w in hist[i][1:]) >= WINDOW:
                     hist[i].pop(0)
-        full = all(sum(w for _, w in h) >= WINDOW for h in hist)
-        means = [sum(v * w for v, w in h) / sum(w for _, w in h) if h else np.nan
-                 for h in hist]
-        y.append(np.mean(means) if full else np.nan)
-    return t, np.array(y), steps
+        yield ([sum(v * w for v, w in h) / sum(w for _, w in h)
+                if sum(w for _, w in h) >= WINDOW else None for h in hist], list(grads))
+
+
+def final_workers(run_dir: str) -> tuple[list, list[int]]:
+    """A heterogeneous run's last per-worker window means and gradient counts."""
+    rows = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    return list(worker_windows(rows))[-1]
+
+
+def spread(xs: list[float]) -> str:
+    """'median [min, max]' of a few finite values, as the RESULTS tables quote them."""
+    return f"{statistics.median(xs):.4g} [{min(xs):.4g}, {max(xs):.4g}]"
 
 
 def time_to(t: np.ndarray, y: np.ndarray, target: float) -> float:
@@ -78,10 +97,12 @@ def main() -> None:
     args = ap.parse_args()
     hetero = "hetero" in os.path.basename(os.path.normpath(args.out))
     runs: dict[str, list] = {}
+    dirs: dict[str, list[str]] = {}
     for d in sorted(glob.glob(os.path.join(args.out, "*-s*"))):
         if os.path.exists(os.path.join(d, "metrics.jsonl")):
             method = os.path.basename(d).rsplit("-s", 1)[0]
             runs.setdefault(method, []).append(curve(d, hetero))
+            dirs.setdefault(method, []).append(d)
     if args.target == "auto":
         first = [y[~np.isnan(y)][0] for rs in runs.values() for _, y, _ in rs]
         finals = [statistics.median(y[~np.isnan(y)][-1] for _, y, _ in rs)
@@ -158,6 +179,27 @@ def main() -> None:
             ratio = v / ttt[ref]
             lines.append(f"- {m} / {ref} time to {args.target:g}: "
                          + ("not reached" if not np.isfinite(ratio) else f"{ratio:.2f}x"))
+    # where each run ended: the last point of its curve (the window, or the objective)
+    lines += ["", "| method | final return, median [range] | per seed |", "|---|---|---|"]
+    for m, rs in sorted(runs.items()):
+        fin = [float(y[~np.isnan(y)][-1]) for _, y, _ in rs if np.any(~np.isnan(y))]
+        if fin:
+            lines.append(f"| {m} | {spread(fin)} | " + ", ".join(f"{x:.4g}" for x in fin) + " |")
+    if hetero:  # the objective hides who learns: each worker's own last-20-episode return
+        n = len(final_workers(dirs[next(iter(dirs))][0])[0])
+        lines += ["", "| method | " + " | ".join(f"worker {i}: final return, per seed "
+                                                   "(median)" for i in range(n))
+                  + " | gradients per worker, per seed |",
+                  "|---|" + "---|" * (n + 1)]
+        for m, ds in sorted(dirs.items()):
+            ends = [final_workers(d) for d in ds]
+            cells = []
+            for i in range(n):
+                vals = [e[0][i] for e in ends if e[0][i] is not None]
+                cells.append(", ".join(f"{v:.4g}" for v in vals)
+                             + (f" ({statistics.median(vals):.4g})" if vals else "none"))
+            lines.append(f"| {m} | " + " | ".join(cells) + " | "
+                         + "; ".join(":".join(str(g) for g in e[1]) for e in ends) + " |")
     text = "\n".join(lines)
     open(os.path.join(args.out, "table.md"), "w").write(text + "\n")
     print(text)
