@@ -23,6 +23,14 @@ def fake_run(path, rows):
                                 "return_window": ret}) + "\n")
 
 
+def plot(out, *args):
+    """Run plot.py on the folder OUT: what it printed, and the table it wrote."""
+    p = subprocess.run([sys.executable, PLOT, str(out), *args], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout, (out / "table.md").read_text()
+
+
 def test_table_times_steps_and_rate(tmp_path):
     out = tmp_path / "2_reacher"
     # Rennala: -30 -> -10, crossing -15 at t = 300 (3000 steps); 1k steps cost 100 s
@@ -35,12 +43,9 @@ def test_table_times_steps_and_rate(tmp_path):
         fake_run(str(out / f"afedpg-s{s}"),
                  [(1000.0, 1000, -30.0), (2000.0, 2000, -20.0), (3000.0, 3000, -14.0),
                   (4000.0, 4000, -10.0)])
-    p = subprocess.run([sys.executable, PLOT, str(out), "--logx"], capture_output=True,
-                       text=True)
-    assert p.returncode == 0, p.stderr
+    printed, table = plot(out, "--logx")
     # initial -30, lowest final median -10: target -30 + 0.75 * 20 = -15
-    assert "target (auto): -15 " in p.stdout
-    table = (out / "table.md").read_text()
+    assert "target (auto): -15 " in printed
     assert "| rennala_nigt | 2 | 2/2 | 300 | 300, 300 | 3000 | 100 |" in table
     assert "| afedpg | 2 | 2/2 | 3000 | 3000, 3000 | 3000 | 1000 |" in table
     assert "afedpg / rennala_nigt time to -15: 10.00x" in table
@@ -56,10 +61,7 @@ def test_a_method_that_misses_on_most_seeds_has_no_time(tmp_path):
     fake_run(str(out / "sync_nigt-s0"), [(10.0, 100, -30.0), (20.0, 200, -10.0)])
     for s in (1, 2):
         fake_run(str(out / f"sync_nigt-s{s}"), [(10.0, 100, -30.0), (20.0, 200, -29.0)])
-    p = subprocess.run([sys.executable, PLOT, str(out), "--target", "-12"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    table = (out / "table.md").read_text()
+    _, table = plot(out, "--target", "-12")
     assert "| sync_nigt | 3 | 1/3 | inf | 20, inf, inf | inf |" in table
     assert "sync_nigt / rennala_nigt time to -12: not reached" in table
 
@@ -83,10 +85,7 @@ def test_hetero_tables_give_each_workers_own_return(tmp_path):
     # AFedPG: both windows full from round 1; final (300 + 40)/2 = 170
     fake_hetero_run(str(out / "afedpg-s0"),
                     [(10.0, 100, [100.0, 50.0], [20, 20]), (20.0, 200, [300.0, 40.0], [20, 20])])
-    p = subprocess.run([sys.executable, PLOT, str(out), "--target", "120"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    table = (out / "table.md").read_text()
+    _, table = plot(out, "--target", "120")
     assert "| malenia_nigt | 1 | 1/1 | 20 | 20 | 200 |" in table
     assert "| malenia_nigt | 128.8 [128.8, 128.8] | 128.8 |" in table
     assert "| afedpg | 170 [170, 170] | 170 |" in table
