@@ -114,7 +114,8 @@ def plot(env: str, runs: list[str], out: str) -> list[str]:
     curves = [curve(r) for r in runs]
     paths = []
     for col, label, name in ((0, "wall-clock seconds", "wallclock"), (1, "env steps", "steps")):
-        grid = np.linspace(0, max(c[-1, col] for c in curves), 200)
+        # From the earliest first evaluation: before it no seed has a value to plot.
+        grid = np.linspace(min(c[0, col] for c in curves), max(c[-1, col] for c in curves), 200)
         b = band(curves, col, grid)
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(grid, np.nanmedian(b, axis=0), label=f"median of {len(runs)} seeds")
